@@ -1,0 +1,16 @@
+"""Scripted baseline policies: MSGD and MSGD-P, and a helper that acts for many learners."""
+
+from .msgd import MSGD, MSGDP, SCENARIOS, SCHEDULES, act_arrays, act_batch
+from .policies import NoUpdate, Policy, act_all
+
+__all__ = [
+    "MSGD",
+    "MSGDP",
+    "NoUpdate",
+    "Policy",
+    "SCENARIOS",
+    "SCHEDULES",
+    "act_all",
+    "act_arrays",
+    "act_batch",
+]

@@ -1,0 +1,275 @@
+"""MSGD and MSGD-P as scripted policies (Narang et al., Algorithms 1 and 2).
+
+MSGD:   ``theta <- theta - eta_t (g + lambda theta)``, ``g`` the mean loss gradient over the
+        users who chose the learner this step (zero if none), ``eta_t = eta`` or
+        ``eta / sqrt(t + 1)``.
+MSGD-P: the same with direction ``(g + p h) / (1 + p)``, ``h`` the mean gradient on ``b_p``
+        points resampled with replacement from the last probe response (``g`` alone while no
+        response is held). Probes are requested at the first step (offline probing) and, if
+        ``probe_every`` is set, every ``probe_every`` steps after it (online probing).
+
+Policies act on one observation (``act``) or on many learners at once (``act_batch``), and
+draw only from their own ``numpy.random.Generator`` seeded by ``reset(seed)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from choicemarket.envs.core.losses import mean_gradient
+from choicemarket.envs.core.spec import MarketSpec
+
+SCHEDULES = ("constant", "inv_sqrt")
+SCENARIOS = ("preference_aware", "market_leader", "majority_good", "partial")
+
+
+class MSGD:
+    """Multi-learner streaming gradient descent for one learner.
+
+    Args:
+        spec: the market's :class:`MarketSpec` (``env.spec_info``).
+        eta: base step size (> 0).
+        l2: L2 weight lambda (>= 0); ``None`` uses the market's ``l2``.
+        schedule: ``"constant"`` (eta) or ``"inv_sqrt"`` (eta / sqrt(t + 1)).
+    """
+
+    def __init__(
+        self,
+        spec: MarketSpec,
+        eta: float = 0.01,
+        l2: float | None = None,
+        schedule: str = "constant",
+    ) -> None:
+        if not (isinstance(eta, (int, float)) and math.isfinite(eta) and eta > 0):
+            raise ValueError(f"eta must be a finite number > 0, got {eta!r}")
+        l2 = spec.l2 if l2 is None else l2
+        if not (isinstance(l2, (int, float)) and math.isfinite(l2) and l2 >= 0):
+            raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        self.spec, self.eta, self.l2, self.schedule = spec, float(eta), float(l2), schedule
+        self.p = 0.0
+        self.rng = np.random.default_rng()
+        if type(self).__init__ is MSGD.__init__:
+            self._freeze()
+
+    def __setattr__(self, name: str, value) -> None:
+        # hyperparameters are fixed once built (batched plans are cached per policy object)
+        if name != "rng" and getattr(self, "_frozen", False):
+            raise AttributeError(f"{type(self).__name__} is immutable; build a new policy")
+        object.__setattr__(self, name, value)
+
+    def _freeze(self) -> None:
+        object.__setattr__(self, "_frozen", True)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Seed the policy's generator (MSGD itself draws nothing)."""
+        self.rng = np.random.default_rng(seed)
+
+    def step_size(self, t: int) -> float:
+        return self.eta if self.schedule == "constant" else self.eta / math.sqrt(t + 1)
+
+    def probe_request(self, t: int) -> tuple[bool, tuple[int, ...], bool]:
+        """(probe?, peers, route_by_preference) for step ``t``: MSGD never probes."""
+        return False, (), False
+
+    def probe_batch(self, probe_mask: np.ndarray) -> np.ndarray | None:
+        """Indices of this step's probe batch, or None when not mixing in probes."""
+        return None
+
+    def act(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The action for one learner's observation."""
+        return act_batch([self], [observation])[0]
+
+    def describe(self) -> str:
+        return f"MSGD(eta={self.eta}, l2={self.l2}, schedule={self.schedule})"
+
+
+class MSGDP(MSGD):
+    """MSGD with peer-model probing for learner ``agent``.
+
+    Args:
+        spec, eta, l2, schedule: as :class:`MSGD`.
+        agent: this learner's index (or ``"learner_k"``).
+        p: probing weight (>= 0); 0 makes the policy MSGD that never probes.
+        scenario: whom to query: ``"preference_aware"`` (each covariate to the learner its user
+            prefers), ``"market_leader"`` (``leader``), ``"majority_good"`` (median of all
+            learners; the learner itself only if ``include_self``), ``"partial"`` (median of
+            ``peers``).
+        probe_batch_size: b_p points resampled from the probe set each step.
+        probe_every: ``None`` probes once, at the first step (offline probing, as the paper);
+            k > 0 probes again every k steps (online probing).
+        include_self: include this learner in the majority-good median (the published
+            experiments did).
+        seed: seed of the probe-batch generator (``reset(seed)`` reseeds).
+    """
+
+    def __init__(
+        self,
+        spec: MarketSpec,
+        agent: int | str,
+        p: float = 0.1,
+        scenario: str = "preference_aware",
+        eta: float = 0.01,
+        l2: float | None = None,
+        schedule: str = "constant",
+        leader: int = 0,
+        peers: Iterable[int] | None = None,
+        include_self: bool = True,
+        probe_batch_size: int = 150,
+        probe_every: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(spec, eta=eta, l2=l2, schedule=schedule)
+        n = spec.n_learners
+        k = int(agent.rsplit("_", 1)[1]) if isinstance(agent, str) else int(agent)
+        if not 0 <= k < n:
+            raise ValueError(f"agent must be a learner index in 0..{n - 1}, got {agent!r}")
+        if not (isinstance(p, (int, float)) and math.isfinite(p) and p >= 0):
+            raise ValueError(f"p must be a finite number >= 0, got {p!r}")
+        if scenario not in SCENARIOS:
+            raise ValueError(f"scenario must be one of {SCENARIOS}, got {scenario!r}")
+        if scenario == "market_leader" and not 0 <= leader < n:
+            raise ValueError(f"leader must be a learner index in 0..{n - 1}, got {leader!r}")
+        if scenario == "partial":
+            if peers is None or not list(peers):
+                raise ValueError("peers must name at least one learner for scenario='partial'")
+            peers = tuple(sorted({int(j) for j in peers}))
+            if peers[0] < 0 or peers[-1] >= n:
+                raise ValueError(f"peers must be learner indices in 0..{n - 1}")
+        if not isinstance(probe_batch_size, int) or probe_batch_size < 1:
+            raise ValueError(f"probe_batch_size must be an integer >= 1, got {probe_batch_size!r}")
+        if probe_every is not None and (not isinstance(probe_every, int) or probe_every < 1):
+            raise ValueError(f"probe_every must be None or an integer >= 1, got {probe_every!r}")
+        self.agent, self.p, self.scenario = k, float(p), scenario
+        self.leader, self.include_self = leader, include_self
+        self.probe_batch_size, self.probe_every = probe_batch_size, probe_every
+        if scenario == "market_leader":
+            self.peers: tuple[int, ...] = (leader,)
+        elif scenario == "majority_good":
+            self.peers = tuple(j for j in range(n) if include_self or j != k)
+        elif scenario == "partial":
+            self.peers = peers
+        else:
+            self.peers = ()
+        self.rng = np.random.default_rng(seed)
+        self._freeze()
+
+    def probe_request(self, t: int) -> tuple[bool, tuple[int, ...], bool]:
+        if self.p == 0:
+            return False, (), False
+        due = t == 0 or (self.probe_every is not None and t % self.probe_every == 0)
+        return due, self.peers, self.scenario == "preference_aware"
+
+    def probe_batch(self, probe_mask: np.ndarray) -> np.ndarray | None:
+        """b_p row indices drawn uniformly with replacement from the held probe rows (the
+        market puts them first), or None when there are none or p = 0."""
+        n_valid = np.count_nonzero(probe_mask)
+        if self.p == 0 or n_valid == 0:
+            return None
+        return (self.rng.random(self.probe_batch_size) * n_valid).astype(np.intp)
+
+    def describe(self) -> str:
+        return (
+            f"MSGDP(agent={self.agent}, p={self.p}, scenario={self.scenario}, eta={self.eta}, "
+            f"l2={self.l2}, b_p={self.probe_batch_size}, probe_every={self.probe_every})"
+        )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Per-tuple-of-policies constants of :func:`act_batch`."""
+
+    eta: np.ndarray  # (K, 1, 1) base step sizes
+    inv_sqrt: np.ndarray | None  # (K,) bool, None if every schedule is constant
+    l2: np.ndarray  # (K, 1, 1)
+    probers: tuple[int, ...]  # rows with p > 0
+    off: np.ndarray  # (K, A) actions with no update and every flag off
+
+
+_PLANS: dict[tuple, _Plan] = {}
+
+
+def _plan(policies: Sequence[MSGD]) -> _Plan:
+    key = tuple(policies)  # policies are immutable, and the key keeps them alive
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) >= 64:
+            _PLANS.pop(next(iter(_PLANS)))
+        inv = np.array([pol.schedule == "inv_sqrt" for pol in policies])
+        probers = tuple(i for i, pol in enumerate(policies) if pol.p > 0)
+        plan = _PLANS[key] = _Plan(
+            eta=np.array([pol.eta for pol in policies])[:, None, None],
+            inv_sqrt=inv if inv.any() else None,
+            l2=np.array([pol.l2 for pol in policies])[:, None, None],
+            probers=probers,
+            off=np.tile(policies[0].spec.actions.build(), (len(policies), 1)),
+        )
+    return plan
+
+
+def act_batch(
+    policies: Sequence[MSGD], observations: Sequence[Mapping[str, np.ndarray]]
+) -> np.ndarray:
+    """Actions (K, A) of K MSGD/MSGD-P policies for their K observations, computed together."""
+    K = len(policies)
+    return act_arrays(
+        policies,
+        np.array([o["params"] for o in observations]).reshape(K, *policies[0].spec.param_shape),
+        np.array([o["covariates"] for o in observations]),
+        np.array([o["targets"] for o in observations]),
+        np.array([o["mask"] for o in observations]),
+        [o["probe_covariates"] for o in observations],
+        [o["probe_targets"] for o in observations],
+        [o["probe_mask"] for o in observations],
+        [o["step"][0] for o in observations],
+    )
+
+
+def act_arrays(
+    policies: Sequence[MSGD],
+    theta: np.ndarray,
+    X: np.ndarray,
+    T: np.ndarray,
+    mask: np.ndarray,
+    probe_X: Sequence[np.ndarray],
+    probe_T: Sequence[np.ndarray],
+    probe_mask: Sequence[np.ndarray],
+    steps: Sequence[float],
+) -> np.ndarray:
+    """Actions (K, A) from arrays: ``theta`` (K, o, d), users ``X`` (K, B, d), ``T`` (K, B, t),
+    ``mask`` (K, B), row k's probe set ``probe_X[k]`` (N_probe, d), ``probe_T[k]``,
+    ``probe_mask[k]`` and step ``steps[k]``. This is the MSGD/MSGD-P math without the
+    observation dicts; K may span many markets.
+
+    Own-user gradients of all K learners are one batched :func:`mean_gradient` call; each
+    prober adds one call for its probe batch.
+    """
+    spec = policies[0].spec
+    family, layout = spec.family, spec.actions
+    plan = _plan(policies)
+    K, P = len(policies), layout.n_params
+    direction = mean_gradient(family, theta, X, T, mask)
+    for i in plan.probers:
+        b = policies[i].probe_batch(probe_mask[i])
+        if b is not None:
+            p = policies[i].p
+            PX, PT = probe_X[i].take(b, 0), probe_T[i].take(b, 0)
+            h = mean_gradient(family, theta[i : i + 1], PX[None], PT[None])[0]
+            direction[i] = (direction[i] + p * h) / (1.0 + p)
+    eta = plan.eta
+    if plan.inv_sqrt is not None:
+        t = np.asarray(steps, dtype=np.float64)
+        eta = eta / np.where(plan.inv_sqrt, np.sqrt(t + 1.0), 1.0)[:, None, None]
+    update = (direction + plan.l2 * theta) * -eta
+    actions = plan.off.copy()
+    bound = layout.max_update
+    np.minimum(np.maximum(update.reshape(K, P), -bound), bound, out=actions[:, :P])
+    for i in plan.probers:
+        probe, peers, route = policies[i].probe_request(int(steps[i]))
+        if probe:
+            actions[i] = layout.build(actions[i, :P], True, peers, route)
+    return actions

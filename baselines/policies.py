@@ -1,0 +1,51 @@
+"""The policy protocol, a do-nothing policy, and ``act_all`` for a dict of policies."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from choicemarket.envs.core.spec import MarketSpec
+
+from .msgd import MSGD, act_batch
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """What the runner needs of a policy: ``reset(seed)`` and ``act(observation) -> action``."""
+
+    def reset(self, seed: int | None = None) -> None: ...
+
+    def act(self, observation: Mapping[str, np.ndarray]) -> np.ndarray: ...
+
+
+class NoUpdate:
+    """Never moves its parameters and never probes (a reference point)."""
+
+    def __init__(self, spec: MarketSpec) -> None:
+        self.spec = spec
+        self._action = spec.actions.build()
+
+    def reset(self, seed: int | None = None) -> None:
+        return None
+
+    def act(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self._action.copy()
+
+    def describe(self) -> str:
+        return "NoUpdate()"
+
+
+def act_all(policies: Mapping[str, Policy], observations: Mapping[str, dict]) -> dict:
+    """Actions of every agent in ``observations``; MSGD-family policies act in one batch."""
+    agents = list(observations)
+    pols = [policies[a] for a in agents]
+    batched = [i for i, p in enumerate(pols) if isinstance(p, MSGD)]
+    if len(batched) == len(agents):
+        return dict(zip(agents, act_batch(pols, list(observations.values()))))
+    actions = {}
+    if batched:
+        arr = act_batch([pols[i] for i in batched], [observations[agents[i]] for i in batched])
+        actions = {agents[i]: a for i, a in zip(batched, arr)}
+    return {a: actions[a] if a in actions else policies[a].act(observations[a]) for a in agents}

@@ -1,0 +1,3 @@
+from choicemarket.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,198 @@
+"""``simulate``: play policies in a market and record per-learner metrics at evaluation points."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from choicemarket.baselines import MSGD, act_all
+from choicemarket.envs.core.spec import MarketSpec
+from choicemarket.envs.market_v0 import raw_env
+
+METRICS = (
+    "global_loss",
+    "global_accuracy",
+    "gap",
+    "accuracy_gap",
+    "local_loss",
+    "share",
+    "users",
+    "probe_queries",
+)
+COLUMNS = ("seed", "step", "agent", "learner", *METRICS, "return")
+
+PolicyFactory = Callable[[MarketSpec, int], Any]
+
+
+@dataclass
+class History:
+    """Rows ``(seed, step, agent, learner, metrics..., return)`` at every evaluation point.
+
+    ``return`` is the learner's summed reward from reset to that step. ``meta`` holds the
+    market config, the policies and the baseline.
+    """
+
+    rows: list[dict] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    def column(self, name: str, agent: str | None = None, step: int | None = None) -> np.ndarray:
+        """Values of ``name`` over rows matching ``agent`` / ``step`` (None: all)."""
+        return np.array(
+            [
+                r[name]
+                for r in self.rows
+                if (agent is None or r["agent"] == agent) and (step is None or r["step"] == step)
+            ]
+        )
+
+    @property
+    def last_step(self) -> int:
+        return max(r["step"] for r in self.rows)
+
+    def final(self) -> list[dict]:
+        """The rows of the last evaluation step of every seed."""
+        last = {}
+        for r in self.rows:
+            last[r["seed"]] = max(last.get(r["seed"], 0), r["step"])
+        return [r for r in self.rows if r["step"] == last[r["seed"]]]
+
+    def summary(self, metric: str = "global_loss") -> dict[str, tuple[float, float]]:
+        """Per agent: mean and standard error over seeds of ``metric`` at each seed's end."""
+        out: dict[str, tuple[float, float]] = {}
+        final = self.final()
+        for agent in dict.fromkeys(r["agent"] for r in final):
+            v = np.array([r[metric] for r in final if r["agent"] == agent], dtype=float)
+            se = v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else math.nan
+            out[agent] = (float(v.mean()), float(se))
+        return out
+
+    def extend(self, other: History) -> None:
+        self.rows.extend(other.rows)
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write the rows as CSV, atomically."""
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(self.rows[0]) if self.rows else COLUMNS)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        return atomic_write(path, buf.getvalue())
+
+    def to_json(self, path: str | os.PathLike) -> Path:
+        """Write ``{"meta": ..., "rows": [...]}`` as JSON, atomically (NaN as null)."""
+        rows = [{k: _json_value(v) for k, v in r.items()} for r in self.rows]
+        text = json.dumps({"meta": self.meta, "rows": rows}, default=str, allow_nan=False)
+        return atomic_write(path, text)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> History:
+        data = json.loads(Path(path).read_text())
+        rows = [{k: (math.nan if v is None else v) for k, v in r.items()} for r in data["rows"]]
+        return cls(rows=rows, meta=data["meta"])
+
+
+def _json_value(v: Any) -> Any:
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def atomic_write(path: str | os.PathLike, content: str | bytes) -> Path:
+    """Write ``content`` to ``path`` through a temporary file and a rename: readers never see
+    a half-written file and a crash leaves any previous file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    data = content.encode() if isinstance(content, str) else content
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _policies_for(
+    env: raw_env, policies: Mapping[str, Any] | PolicyFactory | None
+) -> dict[str, Any]:
+    if policies is None:
+        return {a: MSGD(env.spec_info) for a in env.possible_agents}
+    if callable(policies) and not isinstance(policies, Mapping):
+        return {a: policies(env.spec_info, k) for k, a in enumerate(env.possible_agents)}
+    unknown = sorted(set(policies) - set(env.possible_agents))
+    if unknown:
+        raise ValueError(f"policies name unknown agents {unknown}; agents: {env.possible_agents}")
+    return {a: policies.get(a) or MSGD(env.spec_info) for a in env.possible_agents}
+
+
+def simulate(
+    config: Mapping[str, Any] | None = None,
+    policies: Mapping[str, Any] | PolicyFactory | None = None,
+    seeds: Iterable[int] = (0,),
+    progress: Callable[[int], None] | None = None,
+    **market_kwargs: Any,
+) -> History:
+    """Run one episode per seed and record every learner at each evaluation point.
+
+    Args:
+        config: market keyword arguments (merged with ``market_kwargs``).
+        policies: ``{agent: policy}`` (missing agents play MSGD), a factory
+            ``(spec, learner_index) -> policy``, or ``None`` (everyone MSGD).
+        seeds: the environment seed of each episode; policy ``k`` is reset with
+            ``SeedSequence([seed, k])``.
+        progress: called with the number of steps done after each step (e.g. a tqdm update).
+
+    Returns:
+        A :class:`History`.
+    """
+    kwargs = {**(config or {}), **market_kwargs}
+    env = raw_env(**kwargs)
+    pols = _policies_for(env, policies)
+    history = History(
+        meta={
+            "config": env.config.to_dict(),
+            "policies": {a: getattr(p, "describe", lambda p=p: repr(p))() for a, p in pols.items()},
+        }
+    )
+    for seed in seeds:
+        obs, infos = env.reset(seed=int(seed))
+        for k, a in enumerate(env.possible_agents):
+            child = np.random.SeedSequence([int(seed), k]).generate_state(1)[0]
+            pols[a].reset(int(child))
+        pop = env.population
+        history.meta.setdefault(
+            "baseline",
+            {"loss": pop.baseline_loss, "accuracy": _json_value(pop.baseline_accuracy)},
+        )
+        returns = dict.fromkeys(env.possible_agents, 0.0)
+        _record(history, seed, 0, infos, returns)
+        step = 0
+        while env.agents:
+            obs, rewards, _, _, infos = env.step(act_all(pols, obs))
+            step += 1
+            for a, r in rewards.items():
+                returns[a] += r
+            if infos and next(iter(infos.values()))["eval_step"] == step:
+                _record(history, seed, step, infos, returns)
+            if progress is not None:
+                progress(1)
+    return history
+
+
+def _record(history: History, seed: int, step: int, infos: dict, returns: dict) -> None:
+    for a, info in infos.items():
+        row = {"seed": int(seed), "step": step, "agent": a, "learner": int(a.rsplit("_", 1)[1])}
+        row.update({m: info[m] for m in METRICS})
+        row["return"] = returns[a]
+        history.rows.append(row)

@@ -1,0 +1,1 @@
+"""The batched market simulation: config, population, state, losses and the step."""

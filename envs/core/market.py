@@ -1,0 +1,248 @@
+"""``MarketCore``: M independent markets stepped together on batched arrays.
+
+One step of every market (semantics: users arrive, choose, learners update):
+
+1. apply each learner's parameter update ``theta_k += u_k`` and answer probe requests
+   (peers are queried with the models that served the previous batch);
+2. draw B training users per market i.i.d. with replacement;
+3. each user chooses a learner by the choice rule, e.g. preferred learner with probability tau,
+   else ``argmin_k l(theta_k; x, y)`` (ties: lowest index);
+4. record counts, each user's loss at its learner, and each learner's local loss.
+
+All M markets share one population and one ``numpy.random.Generator``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .actions import ActionLayout
+from .config import MarketConfig
+from .losses import LOSSES, logits
+from .population import Population, build_population, dataset_for
+from .spec import MarketSpec
+from .state import MarketState
+
+_POPULATIONS: dict[tuple, Population] = {}
+_POPULATION_FIELDS = (
+    "dataset",
+    "n_learners",
+    "preferences",
+    "leader_fraction",
+    "init",
+    "l2",
+    "test_fraction",
+)
+
+
+def population_for(config: MarketConfig, seed: int) -> Population:
+    """Build (or reuse, within this process) the population of ``config`` for ``seed``."""
+    key = (
+        tuple(getattr(config, f) for f in _POPULATION_FIELDS),
+        repr(sorted(config.dataset_options.items())),
+        seed,
+    )
+    pop = _POPULATIONS.get(key)
+    if pop is None:
+        if len(_POPULATIONS) >= 32:
+            _POPULATIONS.pop(next(iter(_POPULATIONS)))
+        pop = _POPULATIONS[key] = build_population(config, seed)
+    return pop
+
+
+class MarketCore:
+    """The batched simulation. ``reset(seed)`` then ``step(actions)`` with actions (M, n, A)."""
+
+    def __init__(self, config: MarketConfig, n_markets: int = 1) -> None:
+        if not isinstance(n_markets, int) or n_markets < 1:
+            raise ValueError(f"n_markets must be an integer >= 1, got {n_markets!r}")
+        self.config = config
+        self.n_markets = n_markets
+        data = dataset_for(config)
+        family = LOSSES[data.task]
+        o = family.n_outputs(data.n_classes)
+        self.spec = MarketSpec(
+            n_learners=config.n_learners,
+            n_features=data.n_features,
+            n_outputs=o,
+            target_dim=family.target_dim(data.n_classes),
+            n_classes=data.n_classes if family.is_classification else 1,
+            task=data.task,
+            family=family,
+            users_per_step=config.users_per_step,
+            probe_size=config.probe_size,
+            l2=config.l2,
+            max_steps=config.max_steps,
+            actions=ActionLayout(o * data.n_features, config.n_learners, config.max_update),
+        )
+        self.population: Population | None = None
+        self.state: MarketState | None = None
+        self.rng = np.random.default_rng()
+        self._seeded = False
+        n, B = config.n_learners, config.users_per_step
+        self._market_offset = np.arange(n_markets)[:, None] * n
+        self._learner_index = np.arange(n)[None, :, None]
+        self._market_index, self._user_index = np.indices((n_markets, B))
+        self._cast: dict = {}
+
+    # ----------------------------------------------------------------- reset and step
+    def reset(self, seed: int | None = None) -> MarketState:
+        """Fresh markets: population, initial parameters, first batch and its choices.
+
+        A ``seed`` restarts the generator; ``None`` continues the current one (Gymnasium's
+        convention), so ``reset(seed=s); reset()`` is reproducible too.
+        """
+        cfg, spec = self.config, self.spec
+        if seed is not None or not self._seeded:
+            self.rng = np.random.default_rng(seed)
+            self._seeded = True
+        pop_seed = cfg.population_seed
+        if pop_seed is None:
+            pop_seed = int(self.rng.integers(2**31 - 1))
+        self.population = pop = population_for(cfg, pop_seed)
+        M, n, o, d = self.n_markets, spec.n_learners, spec.n_outputs, spec.n_features
+        if cfg.init == "partition_erm":
+            theta = np.broadcast_to(pop.partition_theta, (M, n, o, d)).copy()
+        elif cfg.init == "random":
+            theta = cfg.init_scale * self.rng.standard_normal((M, n, o, d))
+        else:
+            theta = np.zeros((M, n, o, d))
+        Np, t = spec.probe_size, spec.target_dim
+        self.state = MarketState(
+            theta=theta,
+            step=0,
+            batch=np.zeros((M, spec.users_per_step), np.int64),
+            choice=np.zeros((M, spec.users_per_step), np.int64),
+            served_loss=np.zeros((M, spec.users_per_step)),
+            counts=np.zeros((M, n), np.int64),
+            local_loss=np.zeros((M, n)),
+            probe_X=np.zeros((M, n, Np, d)),
+            probe_T=np.zeros((M, n, Np, t)),
+            probe_valid=np.zeros((M, n), bool),
+            probe_queries=np.zeros((M, n), np.int64),
+            global_loss=np.zeros((M, n)),
+            global_accuracy=np.zeros((M, n)),
+            eval_step=0,
+            probe_version=0,
+        )
+        self._arrive()
+        self.evaluate()
+        return self.state
+
+    def step(self, actions: np.ndarray) -> MarketState:
+        """Advance every market one step with clipped actions of shape (M, n, A)."""
+        s = self.state
+        if s is None:
+            raise RuntimeError("call reset() before step()")
+        updates, probe, peers, route = self.spec.actions.split(actions)
+        s.probe_queries[:] = 0
+        if probe.any():
+            self._answer_probes(probe, peers, route)
+        s.theta += updates.reshape(s.theta.shape)
+        s.step += 1
+        self._arrive()
+        return s
+
+    # ----------------------------------------------------------------- pieces of a step
+    def _arrive(self) -> None:
+        """Draw the batch, let users choose, and record what each learner served."""
+        s, pop, cfg = self.state, self.population, self.config
+        M, n = s.theta.shape[:2]
+        B = cfg.users_per_step
+        rng = self.rng
+        # one draw for batch and loyalty: floor(u N) is uniform on 0..N-1 up to O(N / 2^53)
+        draws = rng.random((2, M, B))
+        idx = (draws[0] * len(pop.X_train)).astype(np.intp)
+        u = draws[1]
+        X, T = pop.X_train.take(idx, 0), pop.T_train.take(idx, 0)
+        L = pop.family.loss(logits(s.theta, X), T[:, None])  # (M, n, B)
+        best = L.argmin(1)
+        if cfg.choice_rule == "preference_or_loss":
+            choice = np.where(u < cfg.preference_weight, pop.pref.take(idx), best)
+        else:
+            choice = np.where(u < cfg.uniform_weight, rng.integers(n, size=(M, B)), best)
+        served = L[self._market_index, choice, self._user_index]
+        key = (self._market_offset + choice).ravel()
+        counts = np.bincount(key, minlength=M * n).reshape(M, n)
+        sums = np.bincount(key, weights=served.ravel(), minlength=M * n).reshape(M, n)
+        if counts.all():
+            s.local_loss = sums / counts
+        else:
+            s.local_loss = np.where(counts > 0, sums / np.maximum(counts, 1), L.mean(-1))
+        s.batch, s.choice, s.served_loss, s.counts = idx, choice, served, counts
+
+    def _answer_probes(self, probe: np.ndarray, peers: np.ndarray, route: np.ndarray) -> None:
+        """Fill the probe sets of the requesting learners (R requests at once).
+
+        Each request draws N_probe training covariates. A query goes to one intended peer (the
+        probed user's preferred learner when routing, or the single named peer) except that
+        with probability kappa it goes to a uniformly random other learner; with several named
+        peers the pseudo-label is the coordinatewise median of their logits.
+        """
+        s, pop, cfg, spec = self.state, self.population, self.config, self.spec
+        rng = self.rng
+        m, k = np.nonzero(probe)
+        R, n, Np = len(m), spec.n_learners, spec.probe_size
+        idx = rng.integers(len(pop.X_train), size=(R, Np))
+        Xp = pop.X_train[idx]  # (R, Np, d)
+        z_all = logits(s.theta[m], Xp)  # (R, n, Np, o)
+        peers_r, route_r = peers[m, k], route[m, k]
+        n_named = peers_r.sum(-1)
+        single = route_r | (n_named == 1)
+        intended = np.where(route_r[:, None], pop.pref[idx], peers_r.argmax(-1)[:, None])
+        if n > 1 and cfg.probe_noise > 0:
+            noisy = rng.random((R, Np)) < cfg.probe_noise
+            other = (intended + 1 + rng.integers(n - 1, size=(R, Np))) % n
+            intended = np.where(noisy & single[:, None], other, intended)
+        z = np.take_along_axis(z_all, intended[:, None, :, None], 1)[:, 0]
+        if not single.all():
+            masked = np.where(peers_r[:, :, None, None], z_all, np.nan)
+            med = np.nanmedian(masked[~single], axis=1)
+            z[~single] = med
+        s.probe_X[m, k] = Xp
+        s.probe_T[m, k] = pop.family.pseudo_targets(z, hard=cfg.probe_labels == "hard")
+        s.probe_valid[m, k] = True
+        s.probe_version += 1
+        s.probe_queries[m, k] = np.where(single, Np, Np * n_named)
+
+    # ----------------------------------------------------------------- measurements
+    def evaluate(self) -> None:
+        """Full-population risk (and accuracy) of every learner on the test users."""
+        s, pop = self.state, self.population
+        z = logits(s.theta, pop.X_test)  # (M, n, N_test, o)
+        s.global_loss = pop.family.loss(z, pop.T_test).mean(-1)
+        if pop.family.is_classification:
+            s.global_accuracy = (pop.family.predict(z) == pop.y_test).mean(-1)
+        else:
+            s.global_accuracy = np.full(s.global_loss.shape, math.nan)
+        s.eval_step = s.step
+
+    def padded_users(self, dtype=np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each learner's view of the current batch: its own users at their batch positions,
+        zeros in the other positions.
+
+        Returns covariates (M, n, B, d), targets (M, n, B, t) and mask (M, n, B) with
+        ``mask[m, k, b] = 1`` iff user b of market m chose learner k.
+        """
+        s = self.state
+        Xs, Ts = self._train_arrays(dtype)
+        M, n = s.counts.shape
+        B = s.batch.shape[1]
+        X = np.zeros((M, n, B, Xs.shape[1]), dtype)
+        T = np.zeros((M, n, B, Ts.shape[1]), dtype)
+        mask = np.zeros((M, n, B), dtype)
+        at = (self._market_index, s.choice, self._user_index)
+        X[at] = Xs.take(s.batch, 0)
+        T[at] = Ts.take(s.batch, 0)
+        mask[at] = 1.0
+        return X, T, mask
+
+    def _train_arrays(self, dtype) -> tuple[np.ndarray, np.ndarray]:
+        """The training covariates and targets in ``dtype`` (copies cached per population)."""
+        pop = self.population
+        cached = self._cast.get(dtype)
+        if cached is None or cached[0] is not pop:
+            cached = self._cast[dtype] = (pop, pop.X_train.astype(dtype), pop.T_train.astype(dtype))
+        return cached[1], cached[2]

@@ -1,0 +1,38 @@
+"""``MarketSpec``: the shapes and loss a policy needs to act in a market."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .actions import ActionLayout
+from .losses import LossFamily
+
+
+@dataclass(frozen=True)
+class MarketSpec:
+    """Static facts about a market, shared by every learner.
+
+    A learner's parameters are an ``(n_outputs, n_features)`` matrix, flattened row-major to
+    ``n_params`` numbers in observations and actions.
+    """
+
+    n_learners: int
+    n_features: int  # d
+    n_outputs: int  # o: 1, or the number of classes for softmax
+    target_dim: int  # t: width of a target row
+    n_classes: int  # 1 for regression
+    task: str
+    family: LossFamily
+    users_per_step: int  # B
+    probe_size: int  # N_probe
+    l2: float  # the market's regularisation (of its reference ERMs)
+    max_steps: int
+    actions: ActionLayout
+
+    @property
+    def n_params(self) -> int:
+        return self.n_outputs * self.n_features
+
+    @property
+    def param_shape(self) -> tuple[int, int]:
+        return (self.n_outputs, self.n_features)

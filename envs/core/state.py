@@ -1,0 +1,42 @@
+"""``MarketState``: the arrays that change during a run, with a leading market axis M."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class MarketState:
+    """State of M independent markets with n learners (o outputs, d features each).
+
+    Arrays describe the *current* batch: the B users drawn this step, the learner each chose,
+    and what that means for each learner.
+    """
+
+    theta: np.ndarray  # (M, n, o, d) parameters
+    step: int  # steps taken since reset
+    batch: np.ndarray  # (M, B) training-user indices of the current batch
+    choice: np.ndarray  # (M, B) learner chosen by each batch user
+    served_loss: np.ndarray  # (M, B) loss of each user at the learner it chose
+    counts: np.ndarray  # (M, n) users who chose each learner
+    local_loss: np.ndarray  # (M, n) mean loss on own users (mean over batch if none)
+    probe_X: np.ndarray  # (M, n, N_probe, d) covariates of the last probe response
+    probe_T: np.ndarray  # (M, n, N_probe, t) pseudo-label targets of the last response
+    probe_valid: np.ndarray  # (M, n) bool: a probe response is held
+    probe_queries: np.ndarray  # (M, n) peer queries made by the last action
+    global_loss: np.ndarray  # (M, n) full-population risk on the test users (last evaluation)
+    global_accuracy: np.ndarray  # (M, n) test accuracy (nan for regression)
+    eval_step: int  # step of the last evaluation
+    probe_version: int = 0  # bumped whenever a probe response is written
+
+    @property
+    def share(self) -> np.ndarray:
+        """(M, n) fraction of the current batch that chose each learner."""
+        return self.counts / self.batch.shape[1]
+
+    def copy(self) -> MarketState:
+        return MarketState(
+            **{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(self).items()}
+        )

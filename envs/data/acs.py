@@ -1,0 +1,257 @@
+"""Real census populations: the NIST ACS Data Excerpts (ACS PUMS person records, 2018 and 2019).
+
+The data are the NIST Diverse Communities Data Excerpts (SDNist), derived from the U.S. Census
+Bureau ACS PUMS: real person records from selected Public Use Microdata Areas (``national``: 20
+PUMAs across the U.S., about 27k people a year; ``ma``: 5 PUMAs around Boston, about 7.5k;
+``tx``: 6 PUMAs around Dallas-Fort Worth, about 9k). They ship gzipped in ``files/`` (see
+``files/NOTICE.md`` for the source, commit, checksums and the NIST notice).
+
+Two binary tasks are derived from them:
+
+- ``acs-income`` (:func:`load_acs_income`): persons with ``AGEP >= min_age`` and a recorded
+  income; ``y = 1`` iff total personal income ``PINCP > 50000`` (the folktables ACSIncome
+  threshold).
+- ``acs-work`` (:func:`load_acs_work`): persons with ``min_age <= AGEP <= max_age``; ``y = 1`` iff
+  they worked in the last five years, i.e. an industry is recorded: ``INDP_CAT`` is not null and
+  is not 18 ("UNEMPLOYED", which is ``INDP`` 9920, "unemployed, with no work experience in the
+  last 5 years or earlier, or never worked").
+
+Features: exactly these 16 demographic columns, in this order, categorical ones kept as their
+integer codes (no one-hot encoding): AGEP, SEX, MSP, HISP, RAC1P, NOC, NPF, HOUSING_TYPE,
+OWN_RENT, DENSITY, EDU, DVET, DREM, DPHY, DEYE, DEAR. Never used as features: PUMA (area id),
+INDP and INDP_CAT (define the work label), PINCP, PINCP_DECILE and POVPIP (income: label leaks),
+PWGTP and WGTP (sampling weights).
+
+Nulls (the literal ``N`` in the CSVs), per feature column, following ``data_dictionary.json``:
+
+- AGEP (age 0-99), SEX (1 male, 2 female), HISP (0-4), RAC1P (1-9), HOUSING_TYPE (1 housing unit,
+  2 institutional, 3 non-institutional group quarters), OWN_RENT (0 group quarters, 1 own,
+  2 rent), DENSITY (people per square mile of the PUMA), DEYE and DEAR (1 yes, 2 no): never
+  null; a null there is an error.
+- MSP (marital status 1-6): null = under 15 years old -> 0.
+- NOC (number of own children): null = group quarters -> 0 (no own children in the household).
+- NPF (persons in family, 2-20): null = group quarters or non-family household -> 0.
+- EDU (educational attainment 1-12): null = under 3 years old -> 0 (below 1 "no schooling").
+- DVET (veteran disability rating 1-6): null = no service-connected disability rating or never
+  served -> 0.
+- DREM, DPHY (cognitive / walking difficulty, 1 yes, 2 no): null = under 5 years old, question not
+  asked -> 0 ("not asked").
+
+After the rows are selected, each column is standardised to mean 0 and standard deviation 1 over
+the kept rows (a constant column becomes all 0). ``intercept=True`` then appends a constant 1.0
+column named ``intercept``.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import gzip
+import numbers
+from importlib.resources import files
+
+import numpy as np
+
+from .registry import Dataset, register_dataset
+
+REGIONS: tuple[str, ...] = ("national", "ma", "tx")
+YEARS: tuple[int, ...] = (2018, 2019)
+FEATURES: tuple[str, ...] = (
+    "AGEP",
+    "SEX",
+    "MSP",
+    "HISP",
+    "RAC1P",
+    "NOC",
+    "NPF",
+    "HOUSING_TYPE",
+    "OWN_RENT",
+    "DENSITY",
+    "EDU",
+    "DVET",
+    "DREM",
+    "DPHY",
+    "DEYE",
+    "DEAR",
+)
+# Code that replaces a null in each feature column; None: the column must never be null.
+NULL_CODES: dict[str, float | None] = {
+    "AGEP": None,
+    "SEX": None,
+    "MSP": 0.0,
+    "HISP": None,
+    "RAC1P": None,
+    "NOC": 0.0,
+    "NPF": 0.0,
+    "HOUSING_TYPE": None,
+    "OWN_RENT": None,
+    "DENSITY": None,
+    "EDU": 0.0,
+    "DVET": 0.0,
+    "DREM": 0.0,
+    "DPHY": 0.0,
+    "DEYE": None,
+    "DEAR": None,
+}
+INCOME_THRESHOLD = 50000.0
+INDP_CAT_UNEMPLOYED = 18.0  # INDP 9920: no work experience in the last 5 years, or never worked
+MAX_AGE = 99
+SOURCE = "NIST ACS Data Excerpts"
+CITATION = (
+    "NIST Diverse Communities Data Excerpts (SDNist), derived from the U.S. Census Bureau ACS PUMS."
+)
+_COLUMNS: tuple[str, ...] = (*FEATURES, "PINCP", "INDP_CAT")
+_DATA_PACKAGE = "choicemarket.envs.data"
+
+
+def data_file_name(region: str, year: int) -> str:
+    """Name of the packaged gzip CSV for ``region`` and ``year`` (e.g. ``acs_ma2019.csv.gz``)."""
+    return f"acs_{region}{year}.csv.gz"
+
+
+@functools.lru_cache(maxsize=len(REGIONS) * len(YEARS))
+def read_table(region: str, year: int) -> dict[str, np.ndarray]:
+    """Parse the packaged CSV into read-only float columns (null -> NaN), cached per file.
+
+    Only the 16 feature columns and the label sources ``PINCP`` and ``INDP_CAT`` are kept.
+    """
+    _check_region_year(region, year)
+    resource = files(_DATA_PACKAGE) / "files" / data_file_name(region, year)
+    with resource.open("rb") as raw, gzip.open(raw, "rt", newline="", encoding="utf-8") as text:
+        rows = list(csv.reader(text))
+    header, body = rows[0], rows[1:]
+    missing = [c for c in _COLUMNS if c not in header]
+    if missing or any(len(r) != len(header) for r in body):
+        raise RuntimeError(f"{data_file_name(region, year)}: malformed (missing columns {missing})")
+    columns = list(zip(*body, strict=True))
+    table: dict[str, np.ndarray] = {}
+    for name in _COLUMNS:
+        cells = np.asarray(columns[header.index(name)])
+        values = np.where(cells == "N", "nan", cells).astype(np.float64)
+        values.flags.writeable = False
+        table[name] = values
+    return table
+
+
+def _check_region_year(region: str, year: int) -> None:
+    if not isinstance(region, str) or region not in REGIONS:
+        raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
+    if isinstance(year, bool) or not isinstance(year, numbers.Integral) or int(year) not in YEARS:
+        raise ValueError(f"year must be one of {YEARS}, got {year!r}")
+
+
+def _check_age(option: str, value: int) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or not 0 <= value <= MAX_AGE
+    ):
+        raise ValueError(f"{option} must be an integer in [0, {MAX_AGE}], got {value!r}")
+    return int(value)
+
+
+def _check_bool(option: str, value: bool) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{option} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def standardise_columns(X: np.ndarray) -> np.ndarray:
+    """Columns shifted and scaled to mean 0, std 1; constant columns become 0."""
+    X = np.asarray(X, dtype=np.float64)
+    constant = np.ptp(X, axis=0) == 0
+    std = np.where(constant, 1.0, X.std(axis=0))
+    Z = (X - X.mean(axis=0)) / std
+    Z[:, constant] = 0.0
+    return Z
+
+
+def _features(table: dict[str, np.ndarray], rows: np.ndarray, region: str, year: int) -> np.ndarray:
+    """The 16 feature columns of ``rows`` with nulls coded as documented in the module."""
+    X = np.empty((int(rows.sum()), len(FEATURES)), dtype=np.float64)
+    for j, name in enumerate(FEATURES):
+        values = table[name][rows]
+        null = np.isnan(values)
+        code = NULL_CODES[name]
+        if code is None:
+            if null.any():
+                raise RuntimeError(f"ACS {region} {year}: unexpected null in column {name}")
+        else:
+            values = np.where(null, code, values)
+        X[:, j] = values
+    return X
+
+
+def _build(
+    name: str,
+    table: dict[str, np.ndarray],
+    rows: np.ndarray,
+    y: np.ndarray,
+    region: str,
+    year: int,
+    intercept: bool,
+    what: str,
+) -> Dataset:
+    if rows.sum() < 2:
+        raise ValueError(f"dataset {name!r}: fewer than 2 persons match the age options")
+    X = standardise_columns(_features(table, rows, region, year))
+    names = FEATURES
+    if intercept:
+        X = np.hstack([X, np.ones((X.shape[0], 1))])
+        names = (*FEATURES, "intercept")
+    return Dataset(
+        name=name,
+        X=X,
+        y=y[rows].astype(np.int64),
+        task="binary",
+        feature_names=names,
+        description=(
+            f"{what} ACS PUMS persons, region {region}, year {year}; 16 standardised demographic "
+            f"features. Source: {CITATION}"
+        ),
+        extra={"region": region, "year": int(year), "source": SOURCE},
+    )
+
+
+def load_acs_income(
+    region: str = "national", year: int = 2018, min_age: int = 16, intercept: bool = False
+) -> Dataset:
+    """ACS income task: ``y = PINCP > 50000`` for persons aged ``>= min_age`` with an income."""
+    _check_region_year(region, year)
+    min_age = _check_age("min_age", min_age)
+    intercept = _check_bool("intercept", intercept)
+    table = read_table(region, int(year))
+    rows = (table["AGEP"] >= min_age) & ~np.isnan(table["PINCP"])
+    y = np.nan_to_num(table["PINCP"], nan=0.0) > INCOME_THRESHOLD
+    what = f"Income above $50,000 (PINCP > 50000) for persons aged >= {min_age} with an income;"
+    return _build("acs-income", table, rows, y, region, int(year), intercept, what)
+
+
+def load_acs_work(
+    region: str = "national",
+    year: int = 2018,
+    min_age: int = 16,
+    max_age: int = 90,
+    intercept: bool = False,
+) -> Dataset:
+    """ACS work task: ``y = 1`` iff an industry is recorded (worked in the last five years)."""
+    _check_region_year(region, year)
+    min_age = _check_age("min_age", min_age)
+    max_age = _check_age("max_age", max_age)
+    if max_age < min_age:
+        raise ValueError(f"max_age must be >= min_age ({min_age}), got {max_age!r}")
+    intercept = _check_bool("intercept", intercept)
+    table = read_table(region, int(year))
+    age = table["AGEP"]
+    rows = (age >= min_age) & (age <= max_age)
+    indp_cat = table["INDP_CAT"]
+    y = ~np.isnan(indp_cat) & (indp_cat != INDP_CAT_UNEMPLOYED)
+    what = (
+        f"Worked in the last five years (industry INDP_CAT recorded) for persons aged "
+        f"{min_age}-{max_age};"
+    )
+    return _build("acs-work", table, rows, y, region, int(year), intercept, what)
+
+
+register_dataset("acs-income", load_acs_income)
+register_dataset("acs-work", load_acs_work)

@@ -1,0 +1,286 @@
+"""Market v0: learners (platforms) compete for users who choose among them.
+
+Description
+    Each step a batch of ``users_per_step`` (B) users is drawn from the training population.
+    Each user picks a learner: under ``choice_rule="preference_or_loss"`` its preferred learner
+    with probability ``preference_weight`` (tau), otherwise the learner whose current model
+    gives it the lowest loss; under ``"loss_or_uniform"`` a uniformly random learner with
+    probability ``uniform_weight``, otherwise the lowest-loss one (ties: lowest index). A learner
+    sees only the users who chose it. Its action moves its parameters and may ask to probe
+    peer models (pseudo-label covariates with their predictions).
+
+Agents
+    ``learner_0 .. learner_{n-1}``, all with the same spaces (parameter sharing works).
+
+Action space
+    ``Box(n_params + n_learners + 2,)`` float32, see :mod:`choicemarket.envs.core.actions`:
+    ``[update | probe | peers | route_by_preference]``. The update (bounded by ``max_update``,
+    clipped) is added to the parameters. Probe requests are answered with the models that
+    served the current batch; the response appears in the next observation and is kept until
+    the next request. A request at the first step is the paper's offline probing; later
+    requests are online probing. Build and read actions with ``env.action_layout.build`` /
+    ``.parse``. NaN/inf or a wrong shape raise ``ValueError``.
+
+Observation space
+    ``Dict`` of ``Box`` (float32); a learner sees only its own data:
+
+    - ``params`` (n_params,): its parameters, the (o, d) matrix flattened row-major;
+    - ``covariates`` (B, d), ``targets`` (B, t), ``mask`` (B,): the current batch with the
+      users who chose it at their batch positions (``mask`` 1) and zeros in every other
+      position (targets: the label, P(y=1), or one-hot);
+    - ``probe_covariates`` (N_probe, d), ``probe_targets`` (N_probe, t), ``probe_mask``
+      (N_probe,): the last probe response (all zero before any);
+    - ``share`` (1,): the fraction of the batch that chose it; ``local_loss`` (1,): the mean
+      loss of its model on those users; ``step`` (1,): steps since reset.
+
+Rewards
+    For the action at step t, measured on the batch of step t+1 that chose among the updated
+    models: ``"local"``: minus the learner's mean loss on the users who chose it (its mean loss
+    over the whole batch if nobody did); ``"global"``: minus the updated model's mean loss over
+    the held-out test users; ``"share"``: its market share of the batch. Minus ``probe_cost``
+    per peer query made by the action (a routed query counts 1, a median over S peers S).
+
+Infos
+    ``global_loss``, ``global_accuracy`` (nan for regression), ``gap`` (global loss minus the
+    baseline's), ``accuracy_gap`` (baseline accuracy minus its accuracy), ``baseline_loss``,
+    ``baseline_accuracy``, ``local_loss``, ``share``, ``users``, ``probe_queries``,
+    ``eval_step``. Global figures are refreshed every ``eval_every`` steps, at the last step
+    and every step under ``reward="global"``; ``eval_step`` says when. The baseline is the
+    regularised ERM on the whole training population evaluated on the test users.
+
+Episode end
+    Truncation after ``max_steps`` steps; no termination.
+
+Arguments
+    Every field of :class:`~choicemarket.envs.core.config.MarketConfig` as a keyword argument,
+    plus ``render_mode`` (``None`` or ``"ansi"``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+from pettingzoo.utils.conversions import parallel_to_aec
+
+from .core.config import MarketConfig
+from .core.market import MarketCore
+
+__all__ = ["env", "parallel_env", "raw_env"]
+
+RENDER_MODES = (None, "ansi")
+
+
+class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
+    """The market as a PettingZoo ``ParallelEnv`` (one market of :class:`MarketCore`)."""
+
+    metadata = {"name": "market_v0", "render_modes": ["ansi"], "is_parallelizable": True}
+
+    def __init__(self, render_mode: str | None = None, **kwargs) -> None:
+        if render_mode not in RENDER_MODES:
+            raise ValueError(f"render_mode must be one of {RENDER_MODES}, got {render_mode!r}")
+        self.render_mode = render_mode
+        self.config = MarketConfig.from_kwargs(**kwargs)
+        self.core = MarketCore(self.config, n_markets=1)
+        self.spec_info = spec = self.core.spec
+        self.action_layout = spec.actions
+        self.possible_agents = [f"learner_{k}" for k in range(spec.n_learners)]
+        self.agents: list[str] = []
+        self._index = {a: k for k, a in enumerate(self.possible_agents)}
+        self._action_space = spec.actions.space()
+        self._observation_space = self._make_observation_space()
+        self._probe_cache: tuple = (None,)
+
+    # ----------------------------------------------------------------- spaces
+    def _make_observation_space(self) -> spaces.Dict:
+        s, c = self.spec_info, self.config
+        inf = np.float32(np.inf)
+        tlow = 0.0 if s.family.is_classification else -inf
+        thigh = 1.0 if s.family.is_classification else inf
+        B, Np, d, t = s.users_per_step, s.probe_size, s.n_features, s.target_dim
+
+        def box(shape, low=-inf, high=inf):
+            return spaces.Box(low=low, high=high, shape=shape, dtype=np.float32)
+
+        return spaces.Dict(
+            {
+                "params": box((s.n_params,)),
+                "covariates": box((B, d)),
+                "targets": box((B, t), tlow, thigh),
+                "mask": box((B,), 0.0, 1.0),
+                "probe_covariates": box((Np, d)),
+                "probe_targets": box((Np, t), tlow, thigh),
+                "probe_mask": box((Np,), 0.0, 1.0),
+                "share": box((1,), 0.0, 1.0),
+                "local_loss": box((1,), 0.0, inf),
+                "step": box((1,), 0.0, float(c.max_steps)),
+            }
+        )
+
+    @functools.cache  # noqa: B019  (spaces must be the same objects)
+    def observation_space(self, agent: str) -> spaces.Dict:
+        self._check_agent(agent)
+        return self._observation_space
+
+    @functools.cache  # noqa: B019
+    def action_space(self, agent: str) -> spaces.Box:
+        self._check_agent(agent)
+        return self._action_space
+
+    def _check_agent(self, agent: str) -> None:
+        if agent not in self._index:
+            raise ValueError(f"agent must be one of {self.possible_agents}, got {agent!r}")
+
+    # ----------------------------------------------------------------- API
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        """Start an episode; ``seed`` seeds the market's one ``numpy.random.Generator``."""
+        self.core.reset(seed)
+        self.agents = list(self.possible_agents)
+        return self._observations(), self._infos()
+
+    def step(self, actions: dict):
+        if not self.agents:
+            raise RuntimeError("step() called on a finished episode; call reset() first")
+        layout = self.action_layout
+        try:
+            given = [actions[a] for a in self.agents]
+        except (KeyError, TypeError):
+            missing = [a for a in self.agents if a not in actions]
+            raise ValueError(
+                f"actions must be a dict with an action for every agent; missing {missing}"
+            ) from None
+        stacked = layout.validate_many(given, (f"actions[{a!r}]" for a in self.agents))
+        core, cfg = self.core, self.config
+        state = core.step(stacked[None])
+        truncated = state.step >= cfg.max_steps
+        if cfg.reward == "global" or truncated or state.step % cfg.eval_every == 0:
+            core.evaluate()
+        if cfg.reward == "local":
+            reward = -state.local_loss[0]
+        elif cfg.reward == "global":
+            reward = -state.global_loss[0]
+        else:
+            reward = state.share[0]
+        if cfg.probe_cost:
+            reward = reward - cfg.probe_cost * state.probe_queries[0]
+        agents = self.agents
+        observations = self._observations()
+        infos = self._infos()
+        rewards = dict(zip(agents, reward.tolist()))
+        terminations = dict.fromkeys(agents, False)
+        truncations = dict.fromkeys(agents, truncated)
+        if truncated:
+            self.agents = []
+        return observations, rewards, terminations, truncations, infos
+
+    def _observations(self) -> dict:
+        core, s = self.core, self.core.state
+        f32 = np.float32
+        X, T, mask = core.padded_users(f32)
+        params = s.theta[0].reshape(len(self.possible_agents), -1).astype(f32)
+        if self._probe_cache[0] != (id(s), s.probe_version):
+            # probe responses change rarely: reuse read-only float32 copies until they do
+            pX, pT = s.probe_X[0].astype(f32), s.probe_T[0].astype(f32)
+            pmask = np.repeat(s.probe_valid[0].astype(f32)[:, None], pX.shape[1], 1)
+            for a in (pX, pT, pmask):
+                a.flags.writeable = False
+            self._probe_cache = ((id(s), s.probe_version), list(pX), list(pT), list(pmask))
+        _, pX, pT, pmask = self._probe_cache
+        share = list((s.counts[0] * (1.0 / s.batch.shape[1])).astype(f32).reshape(-1, 1))
+        local = list(s.local_loss[0].astype(f32).reshape(-1, 1))
+        step = np.array([s.step], f32)
+        parts = zip(params, X[0], T[0], mask[0], pX, pT, pmask, share, local)
+        return {
+            a: {
+                "params": p,
+                "covariates": x,
+                "targets": t,
+                "mask": m,
+                "probe_covariates": px,
+                "probe_targets": pt,
+                "probe_mask": pm,
+                "share": sh,
+                "local_loss": ll,
+                "step": step,
+            }
+            for a, (p, x, t, m, px, pt, pm, sh, ll) in zip(self.possible_agents, parts)
+            if a in self.agents
+        }
+
+    def _infos(self) -> dict:
+        s, pop = self.core.state, self.core.population
+        gl, ga = s.global_loss[0].tolist(), s.global_accuracy[0].tolist()
+        ll, sh = s.local_loss[0].tolist(), s.share[0].tolist()
+        users, queries = s.counts[0].tolist(), s.probe_queries[0].tolist()
+        bl, ba = pop.baseline_loss, pop.baseline_accuracy
+        return {
+            a: {
+                "global_loss": gl[k],
+                "global_accuracy": ga[k],
+                "gap": gl[k] - bl,
+                "accuracy_gap": ba - ga[k],
+                "baseline_loss": bl,
+                "baseline_accuracy": ba,
+                "local_loss": ll[k],
+                "share": sh[k],
+                "users": users[k],
+                "probe_queries": queries[k],
+                "eval_step": s.eval_step,
+            }
+            for k, a in enumerate(self.possible_agents)
+            if a in self.agents
+        }
+
+    def render(self) -> str | None:
+        if self.render_mode is None:
+            return None
+        s, pop = self.core.state, self.core.population
+        if s is None:
+            return "market not reset"
+        lines = [
+            f"step {s.step}  (global figures from step {s.eval_step}; baseline loss "
+            f"{pop.baseline_loss:.4f}" + _acc(pop.baseline_accuracy) + ")",
+            f"{'learner':<12}{'share':>8}{'users':>7}{'local':>10}{'global':>10}{'acc':>8}"
+            f"{'gap':>10}{'probe':>7}",
+        ]
+        for k, a in enumerate(self.possible_agents):
+            acc = s.global_accuracy[0, k]
+            lines.append(
+                f"{a:<12}{s.share[0, k]:>8.3f}{s.counts[0, k]:>7d}{s.local_loss[0, k]:>10.4f}"
+                f"{s.global_loss[0, k]:>10.4f}"
+                + (f"{acc:>8.3f}" if not math.isnan(acc) else f"{'-':>8}")
+                + f"{s.global_loss[0, k] - pop.baseline_loss:>10.4f}"
+                + f"{'yes' if s.probe_valid[0, k] else '-':>7}"
+            )
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        pass
+
+    # ----------------------------------------------------------------- conveniences
+    @property
+    def state_arrays(self):
+        """The core's :class:`MarketState` (market axis of length 1); read-only by contract."""
+        return self.core.state
+
+    @property
+    def population(self):
+        """The current population (split, preferences, baseline)."""
+        return self.core.population
+
+
+def _acc(acc: float) -> str:
+    return "" if math.isnan(acc) else f", accuracy {acc:.3f}"
+
+
+def parallel_env(**kwargs) -> raw_env:
+    """The market as a PettingZoo ``ParallelEnv``."""
+    return raw_env(**kwargs)
+
+
+def env(**kwargs):
+    """The market as a PettingZoo ``AECEnv`` (parallel-to-AEC conversion)."""
+    return parallel_to_aec(raw_env(**kwargs))
