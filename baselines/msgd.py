@@ -15,10 +15,12 @@ draw only from their own ``numpy.random.Generator`` seeded by ``reset(seed)``.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from choicemarket.envs.core.losses import mean_gradient
 from choicemarket.envs.core.spec import MarketSpec
 
@@ -43,10 +45,10 @@ class MSGD:
         l2: float | None = None,
         schedule: str = "constant",
     ) -> None:
-        if not (isinstance(eta, (int, float)) and math.isfinite(eta) and eta > 0):
+        if not (_real(eta) and eta > 0):
             raise ValueError(f"eta must be a finite number > 0, got {eta!r}")
         l2 = spec.l2 if l2 is None else l2
-        if not (isinstance(l2, (int, float)) and math.isfinite(l2) and l2 >= 0):
+        if not (_real(l2) and l2 >= 0):
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
@@ -125,10 +127,8 @@ class MSGDP(MSGD):
     ) -> None:
         super().__init__(spec, eta=eta, l2=l2, schedule=schedule)
         n = spec.n_learners
-        k = int(agent.rsplit("_", 1)[1]) if isinstance(agent, str) else int(agent)
-        if not 0 <= k < n:
-            raise ValueError(f"agent must be a learner index in 0..{n - 1}, got {agent!r}")
-        if not (isinstance(p, (int, float)) and math.isfinite(p) and p >= 0):
+        k = _learner_index(agent, n)
+        if not (_real(p) and p >= 0):
             raise ValueError(f"p must be a finite number >= 0, got {p!r}")
         if scenario not in SCENARIOS:
             raise ValueError(f"scenario must be one of {SCENARIOS}, got {scenario!r}")
@@ -140,13 +140,14 @@ class MSGDP(MSGD):
             peers = tuple(sorted({int(j) for j in peers}))
             if peers[0] < 0 or peers[-1] >= n:
                 raise ValueError(f"peers must be learner indices in 0..{n - 1}")
-        if not isinstance(probe_batch_size, int) or probe_batch_size < 1:
+        if not _integer(probe_batch_size) or probe_batch_size < 1:
             raise ValueError(f"probe_batch_size must be an integer >= 1, got {probe_batch_size!r}")
-        if probe_every is not None and (not isinstance(probe_every, int) or probe_every < 1):
+        if probe_every is not None and (not _integer(probe_every) or probe_every < 1):
             raise ValueError(f"probe_every must be None or an integer >= 1, got {probe_every!r}")
         self.agent, self.p, self.scenario = k, float(p), scenario
-        self.leader, self.include_self = leader, include_self
-        self.probe_batch_size, self.probe_every = probe_batch_size, probe_every
+        self.leader, self.include_self = int(leader), bool(include_self)
+        self.probe_batch_size = int(probe_batch_size)
+        self.probe_every = None if probe_every is None else int(probe_every)
         if scenario == "market_leader":
             self.peers: tuple[int, ...] = (leader,)
         elif scenario == "majority_good":
@@ -177,6 +178,28 @@ class MSGDP(MSGD):
             f"MSGDP(agent={self.agent}, p={self.p}, scenario={self.scenario}, eta={self.eta}, "
             f"l2={self.l2}, b_p={self.probe_batch_size}, probe_every={self.probe_every})"
         )
+
+
+def _real(v: object) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _integer(v: object) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _learner_index(agent: int | str, n: int) -> int:
+    """``k`` from ``k`` or ``"learner_k"``; anything else raises ValueError naming ``agent``."""
+    k = None
+    if _integer(agent):
+        k = int(agent)
+    elif isinstance(agent, str) and agent.startswith("learner_") and agent[8:].isdigit():
+        k = int(agent[8:])
+    if k is None or not 0 <= k < n:
+        raise ValueError(
+            f"agent must be a learner index in 0..{n - 1} or 'learner_k', got {agent!r}"
+        )
+    return k
 
 
 @dataclass(frozen=True)
@@ -245,21 +268,31 @@ def act_arrays(
     ``probe_mask[k]`` and step ``steps[k]``. This is the MSGD/MSGD-P math without the
     observation dicts; K may span many markets.
 
-    Own-user gradients of all K learners are one batched :func:`mean_gradient` call; each
-    prober adds one call for its probe batch.
+    Own-user gradients of all K learners are one batched :func:`mean_gradient` call, the
+    probers' probe-batch gradients a second one.
     """
     spec = policies[0].spec
     family, layout = spec.family, spec.actions
     plan = _plan(policies)
     K, P = len(policies), layout.n_params
     direction = mean_gradient(family, theta, X, T, mask)
+    rows, batches = [], []
     for i in plan.probers:
         b = policies[i].probe_batch(probe_mask[i])
         if b is not None:
-            p = policies[i].p
-            PX, PT = probe_X[i].take(b, 0), probe_T[i].take(b, 0)
-            h = mean_gradient(family, theta[i : i + 1], PX[None], PT[None])[0]
+            rows.append(i)
+            batches.append(b)
+    if rows:  # probe gradients of every prober with a probe set, in one call
+        PX = np.array([probe_X[i].take(b, 0) for i, b in zip(rows, batches)])
+        PT = np.array([probe_T[i].take(b, 0) for i, b in zip(rows, batches)])
+        if len(rows) == 1:  # the common case: plain views and a scalar weight
+            i, p = rows[0], policies[rows[0]].p
+            h = mean_gradient(family, theta[i : i + 1], PX, PT)[0]
             direction[i] = (direction[i] + p * h) / (1.0 + p)
+        else:
+            h = mean_gradient(family, theta[rows], PX, PT)
+            p = np.array([policies[i].p for i in rows])[:, None, None]
+            direction[rows] = (direction[rows] + p * h) / (1.0 + p)
     eta = plan.eta
     if plan.inv_sqrt is not None:
         t = np.asarray(steps, dtype=np.float64)

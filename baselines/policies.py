@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
 from choicemarket.envs.core.spec import MarketSpec
 
 from .msgd import MSGD, act_batch

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 
 import numpy as np
 from gymnasium import spaces
@@ -145,6 +146,10 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         if not self.agents:
             raise RuntimeError("step() called on a finished episode; call reset() first")
         layout = self.action_layout
+        if not isinstance(actions, Mapping):
+            raise ValueError(
+                f"actions must be a dict {{agent: action}}, got {type(actions).__name__}"
+            )
         try:
             given = [actions[a] for a in self.agents]
         except (KeyError, TypeError):
@@ -189,7 +194,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
                 a.flags.writeable = False
             self._probe_cache = ((id(s), s.probe_version), list(pX), list(pT), list(pmask))
         _, pX, pT, pmask = self._probe_cache
-        share = list((s.counts[0] * (1.0 / s.batch.shape[1])).astype(f32).reshape(-1, 1))
+        share = list((s.counts[0].reshape(-1, 1) / s.batch.shape[1]).astype(f32))
         local = list(s.local_loss[0].astype(f32).reshape(-1, 1))
         step = np.array([s.step], f32)
         parts = zip(params, X[0], T[0], mask[0], pX, pT, pmask, share, local)
@@ -213,8 +218,9 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
     def _infos(self) -> dict:
         s, pop = self.core.state, self.core.population
         gl, ga = s.global_loss[0].tolist(), s.global_accuracy[0].tolist()
-        ll, sh = s.local_loss[0].tolist(), s.share[0].tolist()
         users, queries = s.counts[0].tolist(), s.probe_queries[0].tolist()
+        ll, B = s.local_loss[0].tolist(), s.batch.shape[1]
+        sh = [c / B for c in users]
         bl, ba = pop.baseline_loss, pop.baseline_accuracy
         return {
             a: {

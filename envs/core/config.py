@@ -60,7 +60,13 @@ class MarketConfig:
         if isinstance(self.preferences, str):
             _choice(self, "preferences", PREFERENCE_RULES)
         elif isinstance(self.preferences, Sequence) or hasattr(self.preferences, "__array__"):
-            labels = tuple(int(v) for v in list(self.preferences))
+            values = list(self.preferences)
+            if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+                raise ValueError(
+                    "preferences given as labels must be integer learner indices "
+                    f"in 0..{self.n_learners - 1}"
+                )
+            labels = tuple(int(v) for v in values)
             if not labels or min(labels) < 0 or max(labels) >= self.n_learners:
                 raise ValueError(
                     "preferences given as labels must be learner indices in "

@@ -120,6 +120,8 @@ class MarketCore:
             local_loss=np.zeros((M, n)),
             probe_X=np.zeros((M, n, Np, d)),
             probe_T=np.zeros((M, n, Np, t)),
+            probe_users=np.zeros((M, n, Np), np.int64),
+            probe_peer=np.full((M, n, Np), -1, np.int64),
             probe_valid=np.zeros((M, n), bool),
             probe_queries=np.zeros((M, n), np.int64),
             global_loss=np.zeros((M, n)),
@@ -202,6 +204,8 @@ class MarketCore:
             med = np.nanmedian(masked[~single], axis=1)
             z[~single] = med
         s.probe_X[m, k] = Xp
+        s.probe_users[m, k] = idx
+        s.probe_peer[m, k] = np.where(single[:, None], intended, -1)
         s.probe_T[m, k] = pop.family.pseudo_targets(z, hard=cfg.probe_labels == "hard")
         s.probe_valid[m, k] = True
         s.probe_version += 1

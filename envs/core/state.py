@@ -24,6 +24,8 @@ class MarketState:
     local_loss: np.ndarray  # (M, n) mean loss on own users (mean over batch if none)
     probe_X: np.ndarray  # (M, n, N_probe, d) covariates of the last probe response
     probe_T: np.ndarray  # (M, n, N_probe, t) pseudo-label targets of the last response
+    probe_users: np.ndarray  # (M, n, N_probe) training-user index of each probed covariate
+    probe_peer: np.ndarray  # (M, n, N_probe) learner queried per covariate (-1: median of set)
     probe_valid: np.ndarray  # (M, n) bool: a probe response is held
     probe_queries: np.ndarray  # (M, n) peer queries made by the last action
     global_loss: np.ndarray  # (M, n) full-population risk on the test users (last evaluation)

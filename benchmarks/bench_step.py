@@ -1,0 +1,122 @@
+"""Steps per second of the census-shaped market with scripted MSGD-P policies.
+
+Market: n = 5 learners, B = 150 users per step, d = 16 (acs-income), learner 2 probes by
+preference with p = 0.4, N_probe = 100, b_p = 150; the others run MSGD. Measured:
+
+- ``api``: ``ParallelEnv.step`` with dict observations/actions, policies via ``act_all``;
+- ``api, fixed actions``: the same environment stepped with precomputed actions (no policy);
+- ``core``: ``MarketCore`` and ``act_arrays`` on arrays, no observation dicts (M = 1);
+- ``core, M markets``: M independent markets in one set of arrays (market-steps per second).
+
+Each figure is the median (and best) of ``--repeats`` timed runs of ``--steps`` steps.
+
+    python benchmarks/bench_step.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import numpy as np
+
+from choicemarket.baselines import MSGD, MSGDP, act_all, act_arrays
+from choicemarket.envs import MarketConfig, MarketCore
+from choicemarket.envs.market_v0 import raw_env
+
+MARKET = dict(
+    dataset="acs-income",
+    n_learners=5,
+    users_per_step=150,
+    probe_size=100,
+    preference_weight=0.7,
+    init="partition_erm",
+)
+PROBER, P, B_P = 2, 0.4, 150
+
+
+def policies_for(spec, n_markets: int = 1) -> list:
+    return [
+        MSGDP(spec, k, p=P, probe_batch_size=B_P, seed=m) if k == PROBER else MSGD(spec)
+        for m in range(n_markets)
+        for k in range(spec.n_learners)
+    ]
+
+
+def time_api(steps: int) -> float:
+    env = raw_env(**MARKET, max_steps=steps, eval_every=steps)
+    pols = dict(zip(env.possible_agents, policies_for(env.spec_info)))
+    obs, _ = env.reset(seed=0)
+    start = time.perf_counter()
+    while env.agents:
+        obs, *_ = env.step(act_all(pols, obs))
+    return steps / (time.perf_counter() - start)
+
+
+def time_api_fixed(steps: int) -> float:
+    env = raw_env(**MARKET, max_steps=steps, eval_every=steps)
+    obs, _ = env.reset(seed=0)
+    actions = act_all(dict(zip(env.possible_agents, policies_for(env.spec_info))), obs)
+    actions = {a: v * 0 for a, v in actions.items()}
+    start = time.perf_counter()
+    while env.agents:
+        env.step(actions)
+    return steps / (time.perf_counter() - start)
+
+
+def time_core(steps: int, n_markets: int = 1) -> float:
+    core = MarketCore(MarketConfig(**MARKET, max_steps=steps), n_markets=n_markets)
+    spec = core.spec
+    pols = policies_for(spec, n_markets)
+    s = core.reset(seed=0)
+    M, n, Np = n_markets, spec.n_learners, spec.probe_size
+    K = M * n
+    start = time.perf_counter()
+    for _ in range(steps):
+        X, T, mask = core.padded_users()
+        probe_mask = np.repeat(s.probe_valid.reshape(K, 1), Np, 1).astype(float)
+        actions = act_arrays(
+            pols,
+            s.theta.reshape(K, *spec.param_shape),
+            X.reshape(K, *X.shape[2:]),
+            T.reshape(K, *T.shape[2:]),
+            mask.reshape(K, -1),
+            s.probe_X.reshape(K, Np, -1),
+            s.probe_T.reshape(K, Np, -1),
+            probe_mask,
+            [s.step] * K,
+        )
+        s = core.step(actions.reshape(M, n, -1).astype(np.float64))
+    return steps * n_markets / (time.perf_counter() - start)
+
+
+def measure(fn, steps: int, repeats: int, *extra) -> tuple[float, float]:
+    fn(200, *extra)  # warm up (population, caches)
+    rates = [fn(steps, *extra) for _ in range(repeats)]
+    return statistics.median(rates), max(rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--markets", type=int, nargs="*", default=[25, 100])
+    args = parser.parse_args()
+    print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}")
+    print(f"{'mode':<34}{'median steps/s':>16}{'best':>10}")
+    rows = [
+        ("api (ParallelEnv + MSGD-P policies)", time_api, ()),
+        ("api, fixed actions (no policy)", time_api_fixed, ()),
+        ("core, no API layer (M = 1)", time_core, (1,)),
+    ]
+    rows += [(f"core, M = {m} markets", time_core, (m,)) for m in args.markets]
+    for name, fn, extra in rows:
+        steps = args.steps if not extra or extra[0] == 1 else max(200, args.steps // extra[0] * 4)
+        med, best = measure(fn, steps, args.repeats, *extra)
+        print(f"{name:<34}{med:>16,.0f}{best:>10,.0f}")
+
+
+if __name__ == "__main__":
+    main()
