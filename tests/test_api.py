@@ -275,9 +275,10 @@ def test_simulate_reproducible():
 # ------------------------------------------------------------------ registry and render
 
 
-def test_registry_fresh_interpreter():
+def test_registry_fresh_interpreter(tmp_path):
     """``pettingzoo.make`` finds ``choicemarket/market-v0`` (parallel and AEC) and passes its
-    keyword arguments to the config."""
+    keyword arguments to the config. Runs outside the repository so that the installed package,
+    not the source folder, is imported."""
     code = (
         "import choicemarket, pettingzoo\n"
         "p = pettingzoo.make('parallel', 'choicemarket/market-v0', max_steps=5, n_learners=3)\n"
@@ -290,7 +291,9 @@ def test_registry_fresh_interpreter():
         "p.reset(seed=0)\n"
         "print('OK', type(p).__name__)\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "OK raw_env"
 
