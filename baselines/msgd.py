@@ -206,7 +206,7 @@ def _learner_index(agent: int | str, n: int) -> int:
 class _Plan:
     """Per-tuple-of-policies constants of :func:`act_batch`."""
 
-    eta: np.ndarray  # (K, 1, 1) base step sizes
+    neg_eta: np.ndarray  # (K, 1, 1) minus the base step sizes
     inv_sqrt: np.ndarray | None  # (K,) bool, None if every schedule is constant
     l2: np.ndarray  # (K, 1, 1)
     probers: tuple[int, ...]  # rows with p > 0
@@ -225,7 +225,7 @@ def _plan(policies: Sequence[MSGD]) -> _Plan:
         inv = np.array([pol.schedule == "inv_sqrt" for pol in policies])
         probers = tuple(i for i, pol in enumerate(policies) if pol.p > 0)
         plan = _PLANS[key] = _Plan(
-            eta=np.array([pol.eta for pol in policies])[:, None, None],
+            neg_eta=-np.array([pol.eta for pol in policies])[:, None, None],
             inv_sqrt=inv if inv.any() else None,
             l2=np.array([pol.l2 for pol in policies])[:, None, None],
             probers=probers,
@@ -282,22 +282,22 @@ def act_arrays(
         if b is not None:
             rows.append(i)
             batches.append(b)
-    if rows:  # probe gradients of every prober with a probe set, in one call
+    if len(rows) == 1:  # the common case: one prober, plain views and a scalar weight
+        i, b, p = rows[0], batches[0], policies[rows[0]].p
+        PX, PT = probe_X[i].take(b, 0)[None], probe_T[i].take(b, 0)[None]
+        h = mean_gradient(family, theta[i : i + 1], PX, PT)[0]
+        direction[i] = (direction[i] + p * h) / (1.0 + p)
+    elif rows:  # probe gradients of every prober with a probe set, in one call
         PX = np.array([probe_X[i].take(b, 0) for i, b in zip(rows, batches)])
         PT = np.array([probe_T[i].take(b, 0) for i, b in zip(rows, batches)])
-        if len(rows) == 1:  # the common case: plain views and a scalar weight
-            i, p = rows[0], policies[rows[0]].p
-            h = mean_gradient(family, theta[i : i + 1], PX, PT)[0]
-            direction[i] = (direction[i] + p * h) / (1.0 + p)
-        else:
-            h = mean_gradient(family, theta[rows], PX, PT)
-            p = np.array([policies[i].p for i in rows])[:, None, None]
-            direction[rows] = (direction[rows] + p * h) / (1.0 + p)
-    eta = plan.eta
+        h = mean_gradient(family, theta[rows], PX, PT)
+        p = np.array([policies[i].p for i in rows])[:, None, None]
+        direction[rows] = (direction[rows] + p * h) / (1.0 + p)
+    neg_eta = plan.neg_eta
     if plan.inv_sqrt is not None:
         t = np.asarray(steps, dtype=np.float64)
-        eta = eta / np.where(plan.inv_sqrt, np.sqrt(t + 1.0), 1.0)[:, None, None]
-    update = (direction + plan.l2 * theta) * -eta
+        neg_eta = neg_eta / np.where(plan.inv_sqrt, np.sqrt(t + 1.0), 1.0)[:, None, None]
+    update = (direction + plan.l2 * theta) * neg_eta
     actions = plan.off.copy()
     bound = layout.max_update
     np.minimum(np.maximum(update.reshape(K, P), -bound), bound, out=actions[:, :P])

@@ -133,12 +133,12 @@ class ActionLayout:
 
     def split(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Batched parse of clipped actions (..., size): updates (..., n_params), probe (...),
-        peers (..., n_learners), route (...). A request with no peer and no routing is off."""
+        peers (..., n_learners), route (...). A request with no peer and no routing is off.
+        When no request is on, ``peers`` is None."""
         P = self.n_params
         requested = actions[..., P] > 0
         if not requested.any():
-            none = np.zeros((*actions.shape[:-1], self.n_learners), bool)
-            return actions[..., :P], requested, none, requested
+            return actions[..., :P], requested, None, requested
         flags = actions[..., P:] > 0
         peers = flags[..., 1:-1]
         route = flags[..., -1]

@@ -86,6 +86,8 @@ class MarketCore:
         self._learner_index = np.arange(n)[None, :, None]
         self._market_index, self._user_index = np.indices((n_markets, B))
         self._cast: dict = {}
+        self._no_queries = np.zeros((n_markets, n), np.int64)
+        self._no_queries.flags.writeable = False
 
     # ----------------------------------------------------------------- reset and step
     def reset(self, seed: int | None = None) -> MarketState:
@@ -123,7 +125,7 @@ class MarketCore:
             probe_users=np.zeros((M, n, Np), np.int64),
             probe_peer=np.full((M, n, Np), -1, np.int64),
             probe_valid=np.zeros((M, n), bool),
-            probe_queries=np.zeros((M, n), np.int64),
+            probe_queries=self._no_queries,
             global_loss=np.zeros((M, n)),
             global_accuracy=np.zeros((M, n)),
             eval_step=0,
@@ -139,9 +141,11 @@ class MarketCore:
         if s is None:
             raise RuntimeError("call reset() before step()")
         updates, probe, peers, route = self.spec.actions.split(actions)
-        s.probe_queries[:] = 0
-        if probe.any():
+        if peers is not None:
+            s.probe_queries = np.zeros_like(s.probe_queries)
             self._answer_probes(probe, peers, route)
+        elif s.probe_queries is not self._no_queries:
+            s.probe_queries = self._no_queries
         s.theta += updates.reshape(s.theta.shape)
         s.step += 1
         self._arrive()
@@ -234,14 +238,15 @@ class MarketCore:
         Xs, Ts = self._train_arrays(dtype)
         M, n = s.counts.shape
         B = s.batch.shape[1]
-        X = np.zeros((M, n, B, Xs.shape[1]), dtype)
-        T = np.zeros((M, n, B, Ts.shape[1]), dtype)
-        mask = np.zeros((M, n, B), dtype)
-        at = (self._market_index, s.choice, self._user_index)
-        X[at] = Xs.take(s.batch, 0)
-        T[at] = Ts.take(s.batch, 0)
+        # flat position of (market m, learner choice[m, b], user b) in an (M, n, B) array
+        at = ((self._market_offset + s.choice) * B + self._user_index).ravel()
+        X = np.zeros((M * n * B, Xs.shape[1]), dtype)
+        T = np.zeros((M * n * B, Ts.shape[1]), dtype)
+        mask = np.zeros(M * n * B, dtype)
+        X[at] = Xs.take(s.batch.ravel(), 0)
+        T[at] = Ts.take(s.batch.ravel(), 0)
         mask[at] = 1.0
-        return X, T, mask
+        return X.reshape(M, n, B, -1), T.reshape(M, n, B, -1), mask.reshape(M, n, B)
 
     def _train_arrays(self, dtype) -> tuple[np.ndarray, np.ndarray]:
         """The training covariates and targets in ``dtype`` (copies cached per population)."""
