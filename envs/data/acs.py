@@ -52,6 +52,7 @@ from importlib.resources import files
 
 import numpy as np
 
+from .preprocess import check_bool, design_matrix
 from .registry import Dataset, register_dataset
 
 REGIONS: tuple[str, ...] = ("national", "ma", "tx")
@@ -150,22 +151,6 @@ def _check_age(option: str, value: int) -> int:
     return int(value)
 
 
-def _check_bool(option: str, value: bool) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{option} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def standardise_columns(X: np.ndarray) -> np.ndarray:
-    """Columns shifted and scaled to mean 0, std 1; constant columns become 0."""
-    X = np.asarray(X, dtype=np.float64)
-    constant = np.ptp(X, axis=0) == 0
-    std = np.where(constant, 1.0, X.std(axis=0))
-    Z = (X - X.mean(axis=0)) / std
-    Z[:, constant] = 0.0
-    return Z
-
-
 def _features(table: dict[str, np.ndarray], rows: np.ndarray, region: str, year: int) -> np.ndarray:
     """The 16 feature columns of ``rows`` with nulls coded as documented in the module."""
     X = np.empty((int(rows.sum()), len(FEATURES)), dtype=np.float64)
@@ -194,11 +179,7 @@ def _build(
 ) -> Dataset:
     if rows.sum() < 2:
         raise ValueError(f"dataset {name!r}: fewer than 2 persons match the age options")
-    X = standardise_columns(_features(table, rows, region, year))
-    names = FEATURES
-    if intercept:
-        X = np.hstack([X, np.ones((X.shape[0], 1))])
-        names = (*FEATURES, "intercept")
+    X, names = design_matrix(_features(table, rows, region, year), FEATURES, intercept)
     return Dataset(
         name=name,
         X=X,
@@ -219,7 +200,7 @@ def load_acs_income(
     """ACS income task: ``y = PINCP > 50000`` for persons aged ``>= min_age`` with an income."""
     _check_region_year(region, year)
     min_age = _check_age("min_age", min_age)
-    intercept = _check_bool("intercept", intercept)
+    intercept = check_bool("intercept", intercept)
     table = read_table(region, int(year))
     rows = (table["AGEP"] >= min_age) & ~np.isnan(table["PINCP"])
     y = np.nan_to_num(table["PINCP"], nan=0.0) > INCOME_THRESHOLD
@@ -240,7 +221,7 @@ def load_acs_work(
     max_age = _check_age("max_age", max_age)
     if max_age < min_age:
         raise ValueError(f"max_age must be >= min_age ({min_age}), got {max_age!r}")
-    intercept = _check_bool("intercept", intercept)
+    intercept = check_bool("intercept", intercept)
     table = read_table(region, int(year))
     age = table["AGEP"]
     rows = (age >= min_age) & (age <= max_age)

@@ -18,44 +18,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from .preprocess import check_bool, design_matrix
 from .registry import Dataset, register_dataset
 
 SOURCE = "scikit-learn bundled datasets (sklearn.datasets)"
-
-
-def _check_bool(option: str, value: bool) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{option} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def _standardise(X: np.ndarray) -> np.ndarray:
-    """Columns shifted and scaled to mean 0, std 1; constant columns become 0."""
-    X = np.asarray(X, dtype=np.float64)
-    constant = np.ptp(X, axis=0) == 0
-    std = np.where(constant, 1.0, X.std(axis=0))
-    Z = (X - X.mean(axis=0)) / std
-    Z[:, constant] = 0.0
-    return Z
-
-
-def _design(
-    X: np.ndarray, names: tuple[str, ...], intercept: bool
-) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Standardised ``X`` with an optional intercept column, and its feature names."""
-    Z = _standardise(X)
-    if intercept:
-        return np.hstack([Z, np.ones((Z.shape[0], 1))]), (*names, "intercept")
-    return Z, names
 
 
 def load_diabetes(intercept: bool = True) -> Dataset:
     """Diabetes progression (regression); X and y standardised."""
     from sklearn import datasets
 
-    intercept = _check_bool("intercept", intercept)
+    intercept = check_bool("intercept", intercept)
     raw = datasets.load_diabetes(scaled=False)
-    X, names = _design(raw.data, tuple(raw.feature_names), intercept)
+    X, names = design_matrix(raw.data, tuple(raw.feature_names), intercept)
     target = np.asarray(raw.target, dtype=np.float64)
     y_mean, y_std = float(target.mean()), float(target.std())
     return Dataset(
@@ -76,9 +51,9 @@ def load_breast_cancer(intercept: bool = True) -> Dataset:
     """Wisconsin diagnostic breast cancer (binary: 1 benign, 0 malignant)."""
     from sklearn import datasets
 
-    intercept = _check_bool("intercept", intercept)
+    intercept = check_bool("intercept", intercept)
     raw = datasets.load_breast_cancer()
-    X, names = _design(raw.data, tuple(raw.feature_names), intercept)
+    X, names = design_matrix(raw.data, tuple(raw.feature_names), intercept)
     return Dataset(
         name="breast-cancer",
         X=X,
@@ -97,9 +72,9 @@ def load_digits(intercept: bool = True) -> Dataset:
     """Handwritten digits, 8x8 pixels (multiclass, 10 classes)."""
     from sklearn import datasets
 
-    intercept = _check_bool("intercept", intercept)
+    intercept = check_bool("intercept", intercept)
     raw = datasets.load_digits()
-    X, names = _design(raw.data, tuple(raw.feature_names), intercept)
+    X, names = design_matrix(raw.data, tuple(raw.feature_names), intercept)
     return Dataset(
         name="digits",
         X=X,

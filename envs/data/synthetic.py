@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .preprocess import check_bool, design_matrix
 from .registry import Dataset, register_dataset
 
 
@@ -73,9 +74,7 @@ def load_gaussian_groups(
     score = np.einsum("nd,nd->n", X - centres[groups], rules[groups])
     y = (score + label_noise * rng.normal(size=n_users) > 0).astype(np.int64)
     names = tuple(f"x{j}" for j in range(n_features))
-    if intercept:
-        X = np.c_[X, np.ones(n_users)]
-        names += ("intercept",)
+    X, names = design_matrix(X, names, check_bool("intercept", intercept), standardise=False)
     return Dataset(
         name="gaussian-groups",
         X=X,
