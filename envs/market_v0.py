@@ -94,6 +94,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         self._action_space = spec.actions.space()
         self._observation_space = self._make_observation_space()
         self._probe_cache: tuple = (None,)
+        self._eval_cache: tuple = (None,)
 
     # ----------------------------------------------------------------- spaces
     def _make_observation_space(self) -> spaces.Dict:
@@ -140,13 +141,13 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         """Start an episode; ``seed`` seeds the market's one ``numpy.random.Generator``."""
         self.core.reset(seed)
         self.agents = list(self.possible_agents)
-        return self._observations(), self._infos()
+        return self._observations(), self._infos()[0]
 
     def step(self, actions: dict):
         if not self.agents:
             raise RuntimeError("step() called on a finished episode; call reset() first")
         layout = self.action_layout
-        if not isinstance(actions, Mapping):
+        if type(actions) is not dict and not isinstance(actions, Mapping):
             raise ValueError(
                 f"actions must be a dict {{agent: action}}, got {type(actions).__name__}"
             )
@@ -163,18 +164,18 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         truncated = state.step >= cfg.max_steps
         if cfg.reward == "global" or truncated or state.step % cfg.eval_every == 0:
             core.evaluate()
-        if cfg.reward == "local":
-            reward = -state.local_loss[0]
-        elif cfg.reward == "global":
-            reward = -state.global_loss[0]
-        else:
-            reward = state.share[0]
-        if cfg.probe_cost:
-            reward = reward - cfg.probe_cost * state.probe_queries[0]
         agents = self.agents
         observations = self._observations()
-        infos = self._infos()
-        rewards = dict(zip(agents, reward.tolist()))
+        infos, m = self._infos()
+        if cfg.reward == "local":
+            reward = [-v for v in m["local_loss"]]
+        elif cfg.reward == "global":
+            reward = [-v for v in m["global_loss"]]
+        else:
+            reward = m["share"]
+        if cfg.probe_cost:
+            reward = [r - cfg.probe_cost * q for r, q in zip(reward, m["probe_queries"])]
+        rewards = dict(zip(agents, reward))
         terminations = dict.fromkeys(agents, False)
         truncations = dict.fromkeys(agents, truncated)
         if truncated:
@@ -194,8 +195,10 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
                 a.flags.writeable = False
             self._probe_cache = ((id(s), s.probe_version), list(pX), list(pT), list(pmask))
         _, pX, pT, pmask = self._probe_cache
-        share = list((s.counts[0].reshape(-1, 1) / s.batch.shape[1]).astype(f32))
-        local = list(s.local_loss[0].astype(f32).reshape(-1, 1))
+        stats = np.empty((2, len(self.possible_agents), 1), f32)
+        stats[0, :, 0] = s.counts[0] / s.batch.shape[1]
+        stats[1, :, 0] = s.local_loss[0]
+        share, local = list(stats[0]), list(stats[1])
         step = np.array([s.step], f32)
         parts = zip(params, X[0], T[0], mask[0], pX, pT, pmask, share, local)
         return {
@@ -215,14 +218,18 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             if a in self.agents
         }
 
-    def _infos(self) -> dict:
+    def _infos(self) -> tuple[dict, dict[str, list]]:
+        """Per-agent info dicts, and the per-learner lists they were built from."""
         s, pop = self.core.state, self.core.population
-        gl, ga = s.global_loss[0].tolist(), s.global_accuracy[0].tolist()
+        if self._eval_cache[0] != (id(s), s.eval_step):  # global figures change at evaluations
+            gl, ga = s.global_loss[0].tolist(), s.global_accuracy[0].tolist()
+            self._eval_cache = ((id(s), s.eval_step), gl, ga)
+        _, gl, ga = self._eval_cache
         users, queries = s.counts[0].tolist(), s.probe_queries[0].tolist()
         ll, B = s.local_loss[0].tolist(), s.batch.shape[1]
         sh = [c / B for c in users]
         bl, ba = pop.baseline_loss, pop.baseline_accuracy
-        return {
+        infos = {
             a: {
                 "global_loss": gl[k],
                 "global_accuracy": ga[k],
@@ -239,6 +246,8 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             for k, a in enumerate(self.possible_agents)
             if a in self.agents
         }
+        lists = {"global_loss": gl, "local_loss": ll, "share": sh, "probe_queries": queries}
+        return infos, lists
 
     def render(self) -> str | None:
         if self.render_mode is None:

@@ -39,7 +39,7 @@ class ActionLayout:
     n_learners: int
     max_update: float
 
-    @property
+    @functools.cached_property
     def size(self) -> int:
         return self.n_params + self.n_learners + 2
 
@@ -126,7 +126,8 @@ class ActionLayout:
             a = np.array(actions, dtype=np.float64)
         except (TypeError, ValueError):
             a = None
-        if a is None or a.shape != (len(actions), self.size) or not np.isfinite(a).all():
+        # a sum is finite iff every entry is (barring overflow, which the slow path re-checks)
+        if a is None or a.shape != (len(actions), self.size) or not np.isfinite(a.sum()):
             return np.stack([self.validate(x, name) for x, name in zip(actions, names)])
         low, high = self._bounds
         return np.minimum(np.maximum(a, low, out=a), high, out=a)
@@ -137,7 +138,7 @@ class ActionLayout:
         When no request is on, ``peers`` is None."""
         P = self.n_params
         requested = actions[..., P] > 0
-        if not requested.any():
+        if not np.logical_or.reduce(requested, None):
             return actions[..., :P], requested, None, requested
         flags = actions[..., P:] > 0
         peers = flags[..., 1:-1]

@@ -18,7 +18,7 @@ from scipy import optimize, special
 
 def logits(theta: np.ndarray, X: np.ndarray) -> np.ndarray:
     """``z[..., k, b, :] = theta[..., k] @ X[..., b]``: shape (..., n, B, o)."""
-    return np.matmul(X[..., None, :, :], np.swapaxes(theta, -1, -2))
+    return np.matmul(X[..., None, :, :], theta.swapaxes(-1, -2))
 
 
 _sigmoid = special.expit
@@ -106,13 +106,13 @@ def mean_gradient(
     -> (K, o, d): ``g_k = sum_b m_kb dl/dz_kb x_kb^T / max(1, sum_b m_kb)``.
     Computed in the dtype of ``X``.
     """
-    z = np.matmul(X, np.swapaxes(theta, -1, -2).astype(X.dtype, copy=False))
+    z = np.matmul(X, theta.swapaxes(-1, -2).astype(X.dtype, copy=False))
     r = family.residual(z, T)
     if mask is None:
-        return np.matmul(np.swapaxes(r, -1, -2), X) / X.shape[-2]
+        return np.matmul(r.swapaxes(-1, -2), X) / X.shape[-2]
     r *= mask[..., None]
-    count = np.maximum(mask.sum(-1), 1.0)
-    return np.matmul(np.swapaxes(r, -1, -2), X) / count[:, None, None]
+    count = np.maximum(np.add.reduce(mask, -1), 1.0)
+    return np.matmul(r.swapaxes(-1, -2), X) / count[:, None, None]
 
 
 def fit_erm(

@@ -173,7 +173,7 @@ class MarketCore:
         key = (self._market_offset + choice).ravel()
         counts = np.bincount(key, minlength=M * n).reshape(M, n)
         sums = np.bincount(key, weights=served.ravel(), minlength=M * n).reshape(M, n)
-        if counts.all():
+        if np.logical_and.reduce(counts, None):
             s.local_loss = sums / counts
         else:
             s.local_loss = np.where(counts > 0, sums / np.maximum(counts, 1), L.mean(-1))
