@@ -16,6 +16,7 @@ Each figure is the median (and best) of ``--repeats`` timed runs of ``--steps`` 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -98,13 +99,29 @@ def measure(fn, steps: int, repeats: int, *extra) -> tuple[float, float]:
     return statistics.median(rates), max(rates)
 
 
+def _blas() -> str:
+    """The BLAS library and kernel numpy runs (OPENBLAS_CORETYPE can change the kernel)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return "unknown"
+    libs = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    if not libs:
+        return "unknown"
+    info = libs[0]
+    return f"{info.get('internal_api')} {info.get('version')} ({info.get('architecture')})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--markets", type=int, nargs="*", default=[25, 100])
     args = parser.parse_args()
-    print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}")
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}, "
+        f"{os.cpu_count()} cores, BLAS: {_blas()}"
+    )
     print(f"{'mode':<34}{'median steps/s':>16}{'best':>10}")
     rows = [
         ("api (ParallelEnv + MSGD-P policies)", time_api, ()),
