@@ -178,15 +178,17 @@ def _run(args: argparse.Namespace) -> int:
 
         bar = tqdm(total=len(args.seeds) * config.max_steps, unit="step", unit_scale=True)
     history = simulate(
-        config.to_dict(), policies=factory, seeds=args.seeds, progress=bar.update if bar else None
+        config.to_dict(),
+        policies=factory,
+        seeds=args.seeds,
+        progress=bar.update if bar else None,
+        out=args.out,
     )
     if bar:
         bar.close()
     print(_summary_table(history))
     if args.out:
-        path = Path(args.out)
-        written = history.to_json(path) if path.suffix == ".json" else history.to_csv(path)
-        print(f"wrote {written}")
+        print(f"wrote {Path(args.out)}")
     return 0
 
 

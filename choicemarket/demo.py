@@ -67,11 +67,11 @@ def run_demo(
         history.meta = {**h.meta, "probe_weights": list(probe_weights), "prober": prober}
         for r in h.final():
             history.rows.append({"p": p, **r})
+        csv_path = history.to_csv(out / "demo_final.csv")  # finished p values survive a crash
     if bar:
         bar.close()
     baseline = history.meta["baseline"]
     table = format_table(history, prober, baseline)
-    csv_path = history.to_csv(out / "demo_final.csv")
     atomic_write(out / "demo_table.txt", table + "\n")
     png = plot_demo(history, prober, baseline, out / "demo_accuracy.png") if plot else None
     return {"table": table, "csv": csv_path, "png": png, "history": history, "prober": prober}

@@ -93,6 +93,10 @@ class History:
         text = json.dumps({"meta": self.meta, "rows": rows}, default=str, allow_nan=False)
         return atomic_write(path, text)
 
+    def save(self, path: str | os.PathLike) -> Path:
+        """``to_json`` for a ``.json`` path, ``to_csv`` otherwise."""
+        return self.to_json(path) if Path(path).suffix == ".json" else self.to_csv(path)
+
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> History:
         data = json.loads(Path(path).read_text())
@@ -141,6 +145,7 @@ def simulate(
     policies: Mapping[str, Any] | PolicyFactory | None = None,
     seeds: Iterable[int] = (0,),
     progress: Callable[[int], None] | None = None,
+    out: str | os.PathLike | None = None,
     **market_kwargs: Any,
 ) -> History:
     """Run one episode per seed and record every learner at each evaluation point.
@@ -152,6 +157,8 @@ def simulate(
         seeds: the environment seed of each episode; policy ``k`` is reset with
             ``SeedSequence([seed, k])``.
         progress: called with the number of steps done after each step (e.g. a tqdm update).
+        out: a ``.json`` or ``.csv`` path; the history so far is written there (atomically)
+            after every finished episode, so an interrupted sweep keeps what it completed.
 
     Returns:
         A :class:`History`.
@@ -187,6 +194,8 @@ def simulate(
                 _record(history, seed, step, infos, returns)
             if progress is not None:
                 progress(1)
+        if out is not None:
+            history.save(out)
     return history
 
 

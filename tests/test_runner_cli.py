@@ -137,3 +137,25 @@ def test_cli_lists_datasets(capsys):
     names = capsys.readouterr().out.split()
     for name in ["acs-income", "acs-work", "two-slopes", "gaussian-groups", "digits"]:
         assert name in names
+
+
+def test_simulate_saves_after_every_episode(tmp_path, monkeypatch):
+    """An interrupted sweep keeps the episodes it finished."""
+    import choicemarket.runner as r
+
+    real_record = r._record
+    calls = {"n": 0}
+
+    def failing_record(history, seed, step, infos, returns):
+        if seed == 2:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return real_record(history, seed, step, infos, returns)
+
+    monkeypatch.setattr(r, "_record", failing_record)
+    out = tmp_path / "sweep.json"
+    with pytest.raises(KeyboardInterrupt):
+        simulate(SMALL, seeds=[0, 1, 2], out=out)
+    saved = History.from_json(out)
+    assert {row["seed"] for row in saved.rows} == {0, 1}
+    assert len(saved.rows) == 2 * 4 * 3
