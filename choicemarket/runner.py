@@ -28,6 +28,7 @@ METRICS = (
     "share",
     "users",
     "probe_queries",
+    "social_cost",
 )
 COLUMNS = ("seed", "step", "agent", "learner", *METRICS, "return")
 

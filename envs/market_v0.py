@@ -44,9 +44,11 @@ Infos
     ``global_loss``, ``global_accuracy`` (nan for regression), ``gap`` (global loss minus the
     baseline's), ``accuracy_gap`` (baseline accuracy minus its accuracy), ``baseline_loss``,
     ``baseline_accuracy``, ``local_loss``, ``share``, ``users``, ``probe_queries``,
-    ``eval_step``. Global figures are refreshed every ``eval_every`` steps, at the last step
-    and every step under ``reward="global"``; ``eval_step`` says when. The baseline is the
-    regularised ERM on the whole training population evaluated on the test users.
+    ``social_cost`` (the mean loss the batch's users get at the learners they chose, the same
+    for every agent), ``eval_step``. Global figures are refreshed every ``eval_every`` steps,
+    at the last step and every step under ``reward="global"``; ``eval_step`` says when. The
+    baseline is the regularised ERM on the whole training population evaluated on the test
+    users.
 
 Episode end
     Truncation after ``max_steps`` steps; no termination.
@@ -228,6 +230,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         users, queries = s.counts[0].tolist(), s.probe_queries[0].tolist()
         ll, B = s.local_loss[0].tolist(), s.batch.shape[1]
         sh = [c / B for c in users]
+        social = sum(v * c for v, c in zip(ll, users)) / B
         bl, ba = pop.baseline_loss, pop.baseline_accuracy
         infos = {
             a: {
@@ -241,6 +244,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
                 "share": sh[k],
                 "users": users[k],
                 "probe_queries": queries[k],
+                "social_cost": social,
                 "eval_step": s.eval_step,
             }
             for k, a in enumerate(self.possible_agents)

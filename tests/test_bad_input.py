@@ -77,12 +77,12 @@ def test_invalid_config_aec_and_replace():
 
 
 def test_preference_labels_wrong_length():
-    """Labels with the wrong number of users raise at reset, naming preferences and the size."""
+    """Labels with the wrong number of users raise when the env is built, naming preferences
+    and the size."""
     env = parallel_env(**TINY_SLOPES, preferences=[0, 1] * 20)
     env.reset(seed=0)
-    bad = parallel_env(**TINY_SLOPES, preferences=[0, 1] * 10)
     with pytest.raises(ValueError, match=r"preferences.*\(40\), got 20"):
-        bad.reset(seed=0)
+        parallel_env(**TINY_SLOPES, preferences=[0, 1] * 10)
 
 
 def test_preference_labels_out_of_range():
@@ -104,20 +104,17 @@ def test_unknown_dataset_options():
 
 
 def test_category_preferences_without_categories():
-    """preferences="category" on a dataset with no categories raises at reset."""
-    env = parallel_env(dataset="breast-cancer", preferences="category", max_steps=5)
+    """preferences="category" on a dataset with no categories raises when the env is built."""
     with pytest.raises(ValueError, match="preferences='category'.*'breast-cancer'"):
-        env.reset(seed=0)
-    env = parallel_env(preferences="category", max_steps=5)
+        parallel_env(dataset="breast-cancer", preferences="category", max_steps=5)
     with pytest.raises(ValueError, match="preferences='category'.*'acs-income'"):
-        env.reset(seed=0)
+        parallel_env(preferences="category", max_steps=5)
 
 
 def test_category_preferences_too_few_learners():
     """preferences="category" needs at least one learner per category."""
-    env = parallel_env(dataset="gaussian-groups", n_learners=2, preferences="category")
     with pytest.raises(ValueError, match="n_learners >= 3"):
-        env.reset(seed=0)
+        parallel_env(dataset="gaussian-groups", n_learners=2, preferences="category")
 
 
 # ------------------------------------------------------------------ actions

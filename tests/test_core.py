@@ -167,3 +167,11 @@ def test_partition_erm_start_is_each_partitions_erm():
     for k in range(3):
         theta = fit_erm(pop.family, pop.X_train[pop.pref == k], pop.T_train[pop.pref == k], 1e-4, 1)
         np.testing.assert_allclose(env.state_arrays.theta[0, k], theta, atol=1e-6)
+
+
+def test_social_cost_is_mean_served_loss():
+    env = raw_env(dataset="acs-income", max_steps=5)
+    _, infos = env.reset(seed=0)
+    s = env.state_arrays
+    assert infos["learner_0"]["social_cost"] == pytest.approx(s.served_loss[0].mean())
+    assert len({i["social_cost"] for i in infos.values()}) == 1

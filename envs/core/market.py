@@ -2,8 +2,8 @@
 
 One step of every market (semantics: users arrive, choose, learners update):
 
-1. apply each learner's parameter update ``theta_k += u_k`` and answer probe requests
-   (peers are queried with the models that served the previous batch);
+1. answer probe requests (peers are queried with the models that served the batch the
+   action responds to), then apply each learner's parameter update ``theta_k += u_k``;
 2. draw B training users per market i.i.d. with replacement;
 3. each user chooses a learner by the choice rule, e.g. preferred learner with probability tau,
    else ``argmin_k l(theta_k; x, y)`` (ties: lowest index);
@@ -15,13 +15,14 @@ All M markets share one population and one ``numpy.random.Generator``.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
 from .actions import ActionLayout
 from .config import MarketConfig
 from .losses import LOSSES, logits
-from .population import Population, build_population, dataset_for
+from .population import Population, build_population, check_preferences, dataset_for
 from .spec import MarketSpec
 from .state import MarketState
 
@@ -56,11 +57,14 @@ class MarketCore:
     """The batched simulation. ``reset(seed)`` then ``step(actions)`` with actions (M, n, A)."""
 
     def __init__(self, config: MarketConfig, n_markets: int = 1) -> None:
-        if not isinstance(n_markets, int) or n_markets < 1:
+        if isinstance(n_markets, bool) or not isinstance(n_markets, numbers.Integral):
+            raise ValueError(f"n_markets must be an integer >= 1, got {n_markets!r}")
+        if n_markets < 1:
             raise ValueError(f"n_markets must be an integer >= 1, got {n_markets!r}")
         self.config = config
-        self.n_markets = n_markets
+        self.n_markets = n_markets = int(n_markets)
         data = dataset_for(config)
+        check_preferences(config, data)  # fail at construction, not at the first reset
         family = LOSSES[data.task]
         o = family.n_outputs(data.n_classes)
         self.spec = MarketSpec(

@@ -53,31 +53,39 @@ def dataset_for(config: MarketConfig) -> Dataset:
     return _cached_dataset(config.dataset, options)
 
 
-def assign_preferences(
-    config: MarketConfig, data: Dataset, train: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
-    """Preferred learner of each training user (indices ``train`` into the dataset)."""
-    n = config.n_learners
+def check_preferences(config: MarketConfig, data: Dataset) -> None:
+    """Raise ``ValueError`` if ``config.preferences`` cannot be applied to ``data``."""
     rule = config.preferences
-    X = data.X[train]
     if not isinstance(rule, str):
         if len(rule) != data.n_users:
             raise ValueError(
                 f"preferences given as labels must have one entry per dataset user "
                 f"({data.n_users}), got {len(rule)}"
             )
-        return np.asarray(rule, dtype=np.int64)[train]
-    if rule == "category":
+    elif rule == "category":
         if data.groups is None:
             raise ValueError(
                 f"preferences='category' needs a dataset with categories; {data.name!r} has none"
             )
         n_groups = int(data.groups.max()) + 1
-        if n_groups > n:
+        if n_groups > config.n_learners:
             raise ValueError(
                 f"preferences='category' needs n_learners >= {n_groups} "
-                f"(the categories of {data.name!r}), got {n}"
+                f"(the categories of {data.name!r}), got {config.n_learners}"
             )
+
+
+def assign_preferences(
+    config: MarketConfig, data: Dataset, train: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Preferred learner of each training user (indices ``train`` into the dataset)."""
+    check_preferences(config, data)
+    n = config.n_learners
+    rule = config.preferences
+    X = data.X[train]
+    if not isinstance(rule, str):
+        return np.asarray(rule, dtype=np.int64)[train]
+    if rule == "category":
         return data.groups[train].copy()
     if rule == "kmeans":
         return _kmeans(X, n, rng)

@@ -37,8 +37,3 @@ class MarketState:
     def share(self) -> np.ndarray:
         """(M, n) fraction of the current batch that chose each learner."""
         return self.counts / self.batch.shape[1]
-
-    def copy(self) -> MarketState:
-        return MarketState(
-            **{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(self).items()}
-        )
