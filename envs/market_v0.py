@@ -142,6 +142,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
     def reset(self, seed: int | None = None, options: dict | None = None):
         """Start an episode; ``seed`` seeds the market's one ``numpy.random.Generator``."""
         self.core.reset(seed)
+        self._probe_cache = self._eval_cache = (None,)  # the caches hold per-episode arrays
         self.agents = list(self.possible_agents)
         return self._observations(), self._infos()[0]
 
@@ -189,13 +190,13 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         f32 = np.float32
         X, T, mask = core.padded_users(f32)
         params = s.theta[0].reshape(len(self.possible_agents), -1).astype(f32)
-        if self._probe_cache[0] != (id(s), s.probe_version):
+        if self._probe_cache[0] != s.probe_version:
             # probe responses change rarely: reuse read-only float32 copies until they do
             pX, pT = s.probe_X[0].astype(f32), s.probe_T[0].astype(f32)
             pmask = np.repeat(s.probe_valid[0].astype(f32)[:, None], pX.shape[1], 1)
             for a in (pX, pT, pmask):
                 a.flags.writeable = False
-            self._probe_cache = ((id(s), s.probe_version), list(pX), list(pT), list(pmask))
+            self._probe_cache = (s.probe_version, list(pX), list(pT), list(pmask))
         _, pX, pT, pmask = self._probe_cache
         stats = np.empty((2, len(self.possible_agents), 1), f32)
         stats[0, :, 0] = s.counts[0] / s.batch.shape[1]
@@ -223,9 +224,9 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
     def _infos(self) -> tuple[dict, dict[str, list]]:
         """Per-agent info dicts, and the per-learner lists they were built from."""
         s, pop = self.core.state, self.core.population
-        if self._eval_cache[0] != (id(s), s.eval_step):  # global figures change at evaluations
+        if self._eval_cache[0] != s.eval_step:  # global figures change only at evaluations
             gl, ga = s.global_loss[0].tolist(), s.global_accuracy[0].tolist()
-            self._eval_cache = ((id(s), s.eval_step), gl, ga)
+            self._eval_cache = (s.eval_step, gl, ga)
         _, gl, ga = self._eval_cache
         users, queries = s.counts[0].tolist(), s.probe_queries[0].tolist()
         ll, B = s.local_loss[0].tolist(), s.batch.shape[1]

@@ -175,3 +175,15 @@ def test_social_cost_is_mean_served_loss():
     s = env.state_arrays
     assert infos["learner_0"]["social_cost"] == pytest.approx(s.served_loss[0].mean())
     assert len({i["social_cost"] for i in infos.values()}) == 1
+
+
+def test_infos_follow_a_fresh_reset():
+    """Global figures in infos belong to the current episode, also right after a re-reset."""
+    env = raw_env(dataset="acs-income", init="random", init_scale=1.0, max_steps=5)
+    for seed in (0, 1, 2):
+        _, infos = env.reset(seed=seed)
+        s, pop = env.state_arrays, env.population
+        z = logits(s.theta[0], pop.X_test)
+        expected = pop.family.loss(z, pop.T_test[None]).mean(-1)
+        got = [infos[a]["global_loss"] for a in env.possible_agents]
+        np.testing.assert_allclose(got, expected)
