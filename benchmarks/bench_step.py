@@ -100,7 +100,8 @@ def measure(fn, steps: int, repeats: int, *extra) -> tuple[float, float]:
 
 
 def _blas() -> str:
-    """The BLAS library and kernel numpy runs (OPENBLAS_CORETYPE can change the kernel)."""
+    """The BLAS libraries loaded (numpy's and scipy's) and their kernels; OPENBLAS_CORETYPE
+    can change the kernel."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
@@ -108,8 +109,9 @@ def _blas() -> str:
     libs = [i for i in threadpool_info() if i.get("user_api") == "blas"]
     if not libs:
         return "unknown"
-    info = libs[0]
-    return f"{info.get('internal_api')} {info.get('version')} ({info.get('architecture')})"
+    return "; ".join(
+        f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})" for i in libs
+    )
 
 
 def main() -> None:
