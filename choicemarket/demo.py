@@ -103,26 +103,28 @@ def demo_stats(history: History) -> dict[tuple[float, int], dict[str, tuple[floa
 
 
 def format_table(history: History, prober: int, baseline: dict) -> str:
-    """Final test accuracy and gap to the baseline (points), mean +- s.e. over seeds."""
+    """Final test accuracy +- s.e. over seeds, and in brackets the mean gap to the baseline in
+    points (its s.e. is the accuracy's: the baseline is the same in every seed)."""
     stats = demo_stats(history)
     ps = list(dict.fromkeys(p for p, _ in stats))
     learners = sorted({k for _, k in stats})
     n_seeds = len({r["seed"] for r in history.rows})
-    head = f"{'p':>5} | " + " | ".join(
-        f"{'learner ' + str(k) + (' (probes)' if k == prober else ''):^24}" for k in learners
+    width = 18
+    head = f"{'p':>5} |" + "".join(
+        f"{'L' + str(k) + (' (probes)' if k == prober else ''):>{width}}" for k in learners
     )
     lines = [
-        f"Final test accuracy (gap to baseline, points); mean +- s.e. over {n_seeds} seeds. "
-        f"Baseline (ERM on all training users): {100 * baseline['accuracy']:.1f}%",
+        f"Final test accuracy % (gap to baseline, points), mean +- s.e. over {n_seeds} seeds.",
+        f"Baseline (regularised ERM on all training users): {100 * baseline['accuracy']:.1f}%",
         head,
         "-" * len(head),
     ]
     for p in ps:
         cells = []
         for k in learners:
-            (a, ase), (g, gse) = stats[(p, k)]["accuracy"], stats[(p, k)]["gap"]
-            cells.append(f"{100 * a:5.1f}+-{100 * ase:3.1f} ({100 * g:4.1f}+-{100 * gse:3.1f})")
-        lines.append(f"{p:>5g} | " + " | ".join(f"{c:^24}" for c in cells))
+            (a, ase), (g, _) = stats[(p, k)]["accuracy"], stats[(p, k)]["gap"]
+            cells.append(f"{100 * a:.1f}+-{100 * ase:.1f} ({100 * g:.1f})")
+        lines.append(f"{p:>5g} |" + "".join(f"{c:>{width}}" for c in cells))
     return "\n".join(lines)
 
 

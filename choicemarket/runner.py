@@ -109,6 +109,16 @@ def _json_value(v: Any) -> Any:
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
+def _file_mode() -> int:
+    """0666 less the process umask, the mode ``open`` would give a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 def atomic_write(path: str | os.PathLike, content: str | bytes) -> Path:
     """Write ``content`` to ``path`` through a temporary file and a rename: readers never see
     a half-written file and a crash leaves any previous file intact."""
@@ -121,6 +131,7 @@ def atomic_write(path: str | os.PathLike, content: str | bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600 files; results get the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -159,3 +159,10 @@ def test_simulate_saves_after_every_episode(tmp_path, monkeypatch):
     saved = History.from_json(out)
     assert {row["seed"] for row in saved.rows} == {0, 1}
     assert len(saved.rows) == 2 * 4 * 3
+
+
+def test_atomic_write_gives_the_usual_file_mode(tmp_path):
+    path = runner.atomic_write(tmp_path / "r.csv", "a,b\n")
+    plain = tmp_path / "plain.csv"
+    plain.write_text("a,b\n")
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
