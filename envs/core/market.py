@@ -89,7 +89,6 @@ class MarketCore:
         self._market_offset = np.arange(n_markets)[:, None] * n
         self._learner_index = np.arange(n)[None, :, None]
         self._market_index, self._user_index = np.indices((n_markets, B))
-        self._cast: dict = {}
         self._no_queries = np.zeros((n_markets, n), np.int64)
         self._no_queries.flags.writeable = False
 
@@ -120,6 +119,8 @@ class MarketCore:
             theta=theta,
             step=0,
             batch=np.zeros((M, spec.users_per_step), np.int64),
+            batch_X=np.zeros((M, spec.users_per_step, d)),
+            batch_T=np.zeros((M, spec.users_per_step, t)),
             choice=np.zeros((M, spec.users_per_step), np.int64),
             served_loss=np.zeros((M, spec.users_per_step)),
             counts=np.zeros((M, n), np.int64),
@@ -182,6 +183,7 @@ class MarketCore:
         else:
             s.local_loss = np.where(counts > 0, sums / np.maximum(counts, 1), L.mean(-1))
         s.batch, s.choice, s.served_loss, s.counts = idx, choice, served, counts
+        s.batch_X, s.batch_T = X, T
 
     def _answer_probes(self, probe: np.ndarray, peers: np.ndarray, route: np.ndarray) -> None:
         """Fill the probe sets of the requesting learners (R requests at once).
@@ -239,23 +241,14 @@ class MarketCore:
         ``mask[m, k, b] = 1`` iff user b of market m chose learner k.
         """
         s = self.state
-        Xs, Ts = self._train_arrays(dtype)
         M, n = s.counts.shape
-        B = s.batch.shape[1]
+        B, d, t = s.batch_X.shape[1], s.batch_X.shape[2], s.batch_T.shape[2]
         # flat position of (market m, learner choice[m, b], user b) in an (M, n, B) array
         at = ((self._market_offset + s.choice) * B + self._user_index).ravel()
-        X = np.zeros((M * n * B, Xs.shape[1]), dtype)
-        T = np.zeros((M * n * B, Ts.shape[1]), dtype)
+        X = np.zeros((M * n * B, d), dtype)
+        T = np.zeros((M * n * B, t), dtype)
         mask = np.zeros(M * n * B, dtype)
-        X[at] = Xs.take(s.batch.ravel(), 0)
-        T[at] = Ts.take(s.batch.ravel(), 0)
+        X[at] = s.batch_X.reshape(-1, d)
+        T[at] = s.batch_T.reshape(-1, t)
         mask[at] = 1.0
-        return X.reshape(M, n, B, -1), T.reshape(M, n, B, -1), mask.reshape(M, n, B)
-
-    def _train_arrays(self, dtype) -> tuple[np.ndarray, np.ndarray]:
-        """The training covariates and targets in ``dtype`` (copies cached per population)."""
-        pop = self.population
-        cached = self._cast.get(dtype)
-        if cached is None or cached[0] is not pop:
-            cached = self._cast[dtype] = (pop, pop.X_train.astype(dtype), pop.T_train.astype(dtype))
-        return cached[1], cached[2]
+        return X.reshape(M, n, B, d), T.reshape(M, n, B, t), mask.reshape(M, n, B)

@@ -18,6 +18,8 @@ class MarketState:
     theta: np.ndarray  # (M, n, o, d) parameters
     step: int  # steps taken since reset
     batch: np.ndarray  # (M, B) training-user indices of the current batch
+    batch_X: np.ndarray  # (M, B, d) their covariates
+    batch_T: np.ndarray  # (M, B, t) their targets
     choice: np.ndarray  # (M, B) learner chosen by each batch user
     served_loss: np.ndarray  # (M, B) loss of each user at the learner it chose
     counts: np.ndarray  # (M, n) users who chose each learner
