@@ -188,7 +188,9 @@ def simulate(
         obs, infos = env.reset(seed=int(seed))
         for k, a in enumerate(env.possible_agents):
             child = np.random.SeedSequence([int(seed), k]).generate_state(1)[0]
-            pols[a].reset(int(child))
+            reset = getattr(pols[a], "reset", None)
+            if reset is not None:  # stateless policies need not define reset
+                reset(int(child))
         pop = env.population
         history.meta.setdefault(
             "baseline",

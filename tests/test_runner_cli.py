@@ -166,3 +166,19 @@ def test_atomic_write_gives_the_usual_file_mode(tmp_path):
     plain = tmp_path / "plain.csv"
     plain.write_text("a,b\n")
     assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
+def test_simulate_accepts_any_policy_object():
+    """A policy needs only ``act``; here a fixed do-nothing action for learner 1."""
+
+    class Still:
+        def __init__(self, spec):
+            self.action = spec.actions.build()
+
+        def act(self, observation):
+            return self.action
+
+    h = simulate(SMALL, policies=lambda spec, k: Still(spec) if k == 1 else MSGDP(spec, k, p=0))
+    start = [r for r in h.rows if r["agent"] == "learner_1" and r["step"] == 0][0]
+    end = [r for r in h.final() if r["agent"] == "learner_1"][0]
+    assert start["global_loss"] == end["global_loss"]  # learner 1 never moved
