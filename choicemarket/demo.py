@@ -9,7 +9,6 @@ prints mean and standard error over seeds, and writes a CSV and a PNG plot.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 
 from choicemarket.baselines import MSGD, MSGDP
 from choicemarket.envs.market_v0 import raw_env
-from choicemarket.runner import History, atomic_write, simulate
+from choicemarket.runner import History, atomic_write, mean_se, simulate
 
 DEMO_MARKET = dict(
     dataset="acs-income",
@@ -85,11 +84,6 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, unit="step", unit_scale=True, desc="demo", smoothing=0.1)
 
 
-def _mean_se(values: np.ndarray) -> tuple[float, float]:
-    se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else math.nan
-    return float(values.mean()), float(se)
-
-
 def demo_stats(history: History) -> dict[tuple[float, int], dict[str, tuple[float, float]]]:
     """``{(p, learner): {"accuracy": (mean, se), "gap": (mean, se)}}`` over seeds."""
     out = {}
@@ -98,7 +92,7 @@ def demo_stats(history: History) -> dict[tuple[float, int], dict[str, tuple[floa
             rows = [r for r in history.rows if r["p"] == p and r["learner"] == k]
             acc = np.array([r["global_accuracy"] for r in rows])
             gap = np.array([r["accuracy_gap"] for r in rows])
-            out[(p, k)] = {"accuracy": _mean_se(acc), "gap": _mean_se(gap)}
+            out[(p, k)] = {"accuracy": mean_se(acc), "gap": mean_se(gap)}
     return out
 
 

@@ -46,20 +46,6 @@ class History:
     rows: list[dict] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
 
-    def column(self, name: str, agent: str | None = None, step: int | None = None) -> np.ndarray:
-        """Values of ``name`` over rows matching ``agent`` / ``step`` (None: all)."""
-        return np.array(
-            [
-                r[name]
-                for r in self.rows
-                if (agent is None or r["agent"] == agent) and (step is None or r["step"] == step)
-            ]
-        )
-
-    @property
-    def last_step(self) -> int:
-        return max(r["step"] for r in self.rows)
-
     def final(self) -> list[dict]:
         """The rows of the last evaluation step of every seed."""
         last = {}
@@ -72,13 +58,8 @@ class History:
         out: dict[str, tuple[float, float]] = {}
         final = self.final()
         for agent in dict.fromkeys(r["agent"] for r in final):
-            v = np.array([r[metric] for r in final if r["agent"] == agent], dtype=float)
-            se = v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else math.nan
-            out[agent] = (float(v.mean()), float(se))
+            out[agent] = mean_se([r[metric] for r in final if r["agent"] == agent])
         return out
-
-    def extend(self, other: History) -> None:
-        self.rows.extend(other.rows)
 
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write the rows as CSV, atomically."""
@@ -103,6 +84,13 @@ class History:
         data = json.loads(Path(path).read_text())
         rows = [{k: (math.nan if v is None else v) for k, v in r.items()} for r in data["rows"]]
         return cls(rows=rows, meta=data["meta"])
+
+
+def mean_se(values) -> tuple[float, float]:
+    """Mean and standard error (ddof 1; nan for a single value) of ``values``."""
+    v = np.asarray(values, dtype=float)
+    se = v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else math.nan
+    return float(v.mean()), float(se)
 
 
 def _json_value(v: Any) -> Any:

@@ -63,18 +63,11 @@ def test_two_slopes_msgdp_preference_aware_fixed_point(two_slopes, p):
     px, py = s.probe_X[0, 0, :, 0], s.probe_T[0, 0, :, 0]
     c2, c3 = np.mean(px**2), np.mean(px * py)
     # preference routing queried learner 0 itself (slope a) and learner 1 (slope b)
-    np.testing.assert_allclose(py, np.where(pop.pref[_probe_users(pop, px)] == 0, A, B) * px)
+    np.testing.assert_allclose(py, np.where(pop.pref[s.probe_users[0, 0]] == 0, A, B) * px)
     expected = (A * c1 + p * c3) / (c1 + p * c2)
     assert trace[4000:, 0].mean() == pytest.approx(expected, abs=5e-3)
     np.testing.assert_allclose(trace[-1, 1], B, atol=1e-6)  # learner 1 keeps its specialist
     assert abs(expected - A) > 0.1  # probing moved learner 0 measurably off its specialist
-
-
-def _probe_users(pop, px):
-    """Training-user index of each probe covariate (x is continuous, so exact match is unique)."""
-    order = np.argsort(pop.X_train[:, 0])
-    pos = np.searchsorted(pop.X_train[order, 0], px)
-    return order[pos]
 
 
 def test_census_probing_shrinks_gap():

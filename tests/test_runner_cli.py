@@ -182,3 +182,13 @@ def test_simulate_accepts_any_policy_object():
     start = [r for r in h.rows if r["agent"] == "learner_1" and r["step"] == 0][0]
     end = [r for r in h.final() if r["agent"] == "learner_1"][0]
     assert start["global_loss"] == end["global_loss"]  # learner 1 never moved
+
+
+def test_no_update_policy_keeps_parameters_and_never_probes():
+    from choicemarket.baselines import NoUpdate
+
+    h = simulate(SMALL, policies=lambda spec, k: NoUpdate(spec), seeds=[4])
+    for agent in ("learner_0", "learner_1", "learner_2"):
+        losses = {r["global_loss"] for r in h.rows if r["agent"] == agent}
+        assert len(losses) == 1
+    assert all(r["probe_queries"] == 0 for r in h.rows)

@@ -78,7 +78,6 @@ class MarketCore:
             users_per_step=config.users_per_step,
             probe_size=config.probe_size,
             l2=config.l2,
-            max_steps=config.max_steps,
             actions=ActionLayout(o * data.n_features, config.n_learners, config.max_update),
         )
         self.population: Population | None = None

@@ -27,7 +27,6 @@ class Population:
     family: LossFamily
     X_train: np.ndarray  # (N, d)
     T_train: np.ndarray  # (N, t) targets
-    y_train: np.ndarray  # (N,)
     pref: np.ndarray  # (N,) int
     X_test: np.ndarray
     T_test: np.ndarray
@@ -142,7 +141,6 @@ def build_population(config: MarketConfig, seed: int) -> Population:
         family=family,
         X_train=X_train,
         T_train=T_train,
-        y_train=data.y[train],
         pref=pref,
         X_test=data.X[test],
         T_test=T[test],

@@ -26,7 +26,6 @@ class MarketSpec:
     users_per_step: int  # B
     probe_size: int  # N_probe
     l2: float  # the market's regularisation (of its reference ERMs)
-    max_steps: int
     actions: ActionLayout
 
     @property
