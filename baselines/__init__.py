@@ -1,13 +1,16 @@
-"""Scripted baseline policies: MSGD and MSGD-P, and a helper that acts for many learners."""
+"""Scripted baseline policies (MSGD, MSGD-P, retraining), a registry of them by name, and a
+helper that acts for many learners."""
 
 from .msgd import MSGD, MSGDP, SCENARIOS, SCHEDULES, act_arrays, act_batch
 from .policies import NoUpdate, Policy, act_all
+from .retrain import Retrain
 
 __all__ = [
     "MSGD",
     "MSGDP",
     "NoUpdate",
     "Policy",
+    "Retrain",
     "SCENARIOS",
     "SCHEDULES",
     "act_all",

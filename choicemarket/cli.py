@@ -1,4 +1,4 @@
-"""Command line: ``choicemarket demo``, ``choicemarket run`` and ``choicemarket datasets``."""
+"""Command line: ``choicemarket demo``, ``run``, ``bench``, ``datasets`` and ``options``."""
 
 from __future__ import annotations
 
@@ -96,7 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("datasets", help="list the registered datasets")
     sub.add_parser("options", help="list the market options and their defaults")
+    _add_bench_parser(sub)
     return parser
+
+
+def _add_bench_parser(sub) -> None:
+    bench = sub.add_parser("bench", help="score every registered baseline on the market suite")
+    bench.add_argument("--markets", default=None, help="comma-separated suite markets (all)")
+    bench.add_argument("--baselines", default=None, help="comma-separated baselines (all)")
+    bench.add_argument("--seeds", type=_seeds, default=None, help="count or list (0..4)")
+    bench.add_argument(
+        "--steps-scale", type=float, default=1.0, help="multiply every episode length"
+    )
+    bench.add_argument("--out", default="choicemarket-bench", help="output folder")
+    bench.add_argument("--list", action="store_true", help="list the suite and the baselines")
+    bench.add_argument("--no-progress", action="store_true")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "bench":
+            return _bench(args)
         if args.command == "datasets":
             from choicemarket.envs.data import dataset_names
 
@@ -189,6 +205,31 @@ def _run(args: argparse.Namespace) -> int:
     print(_summary_table(history))
     if args.out:
         print(f"wrote {Path(args.out)}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from choicemarket.baselines.registry import baseline_names, get_baseline
+    from choicemarket.bench import BENCH_SEEDS, SUITE, run_bench
+
+    if args.list:
+        for m in SUITE:
+            print(f"market   {m.name:<18} {m.steps:>5} steps  {m.description}")
+        for name in baseline_names():
+            print(f"baseline {name:<18} {get_baseline(name).description}")
+        return 0
+    start = time.perf_counter()
+    result = run_bench(
+        baselines=args.baselines.split(",") if args.baselines else None,
+        markets=args.markets.split(",") if args.markets else None,
+        seeds=BENCH_SEEDS if args.seeds is None else args.seeds,
+        steps_scale=args.steps_scale,
+        progress=not args.no_progress,
+    )
+    print(result.table())
+    paths = result.save(args.out)
+    print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+    print(f"finished in {time.perf_counter() - start:.1f} s")
     return 0
 
 
