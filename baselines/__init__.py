@@ -1,9 +1,12 @@
 """Scripted baseline policies: MSGD and MSGD-P, and a helper that acts for many learners."""
 
 from .msgd import MSGD, MSGDP, SCENARIOS, SCHEDULES, act_arrays, act_batch
+from .participation import ExactRetraining, GradientStep
 from .policies import NoUpdate, Policy, act_all
 
 __all__ = [
+    "ExactRetraining",
+    "GradientStep",
     "MSGD",
     "MSGDP",
     "NoUpdate",
