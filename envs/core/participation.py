@@ -34,6 +34,7 @@ _POPULATION_FIELDS = (
     "dataset",
     "group_by",
     "min_group_size",
+    "intercept",
     "population_seed",
 )
 
@@ -169,9 +170,11 @@ class ParticipationCore:
         bound = self.config.max_update
         s.theta = s.theta + np.clip(updates, -bound, bound)
         s.risks = R = self.population.risks(s.theta)
-        # (1 - eps)^R, shifted per row by its smallest risk so that nothing underflows
-        logits = (R - R.min(-1, keepdims=True)) * self.log_keep
-        alpha = s.alpha * np.exp(logits)
+        # in log space, shifted per row by its largest entry, so that a row never underflows
+        # to all zeros (risks far apart, or allocations that already underflowed)
+        with np.errstate(divide="ignore"):
+            log_alpha = np.log(s.alpha) + R * self.log_keep
+        alpha = np.exp(log_alpha - log_alpha.max(-1, keepdims=True))
         s.alpha = alpha / alpha.sum(-1, keepdims=True)
         s.step += 1
         return s

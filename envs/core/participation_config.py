@@ -25,8 +25,8 @@ class ParticipationConfig:
     ``optima`` is None, ``n_subpops`` optima drawn from N(0, I_dim) with ``population_seed``);
     ``risk="least_squares"``: the mean squared error of a linear model on the users of group j
     of ``dataset`` (grouped by ``group_by``; groups smaller than ``min_group_size`` are merged
-    into one). Each step every sub-population updates its allocation over the learners by
-    multiplicative weights with rate ``eps``.
+    into one; ``intercept`` appends a constant column). Each step every sub-population updates
+    its allocation over the learners by multiplicative weights with rate ``eps``.
     """
 
     n_learners: int = 2  # n >= 1
@@ -37,8 +37,9 @@ class ParticipationConfig:
     noise_var: float = 1.0  # sigma^2 >= 0 of the quadratic risks
     masses: tuple[float, ...] | None = None  # beta_j > 0; None: equal (quadratic), group shares
     dataset: str = "acs-income"  # least_squares: a registered dataset
-    dataset_options: Mapping[str, Any] = field(default_factory=lambda: {"intercept": True})
+    dataset_options: Mapping[str, Any] = field(default_factory=dict)
     group_by: str | None = "race"  # passed to the loader; None: the dataset's own groups
+    intercept: bool = True  # least_squares: append a constant 1 column to the covariates
     min_group_size: int = 100  # least_squares: smaller groups are merged into one
     eps: float = 0.1  # multiplicative-weights rate in (0, 1)
     init_allocation: str | tuple[tuple[float, ...], ...] = "perturbed"
@@ -76,6 +77,8 @@ class ParticipationConfig:
         object.__setattr__(self, "dataset_options", dict(self.dataset_options))
         if self.group_by is not None and not isinstance(self.group_by, str):
             raise ValueError(f"group_by must be None or a string, got {self.group_by!r}")
+        if not isinstance(self.intercept, bool):
+            raise ValueError(f"intercept must be True or False, got {self.intercept!r}")
         _int_at_least(self, "min_group_size", 1)
         if not (_is_real(self.eps) and 0.0 < self.eps < 1.0):
             raise ValueError(f"eps must be a number in (0, 1), got {self.eps!r}")

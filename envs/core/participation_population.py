@@ -100,6 +100,8 @@ def _least_squares(config: ParticipationConfig) -> ParticipationPopulation:
             "is multiclass"
         )
     X, y = data.X, data.y.astype(np.float64)
+    if config.intercept:
+        X = np.hstack([X, np.ones((len(X), 1))])
     codes, groups, sizes = np.unique(data.groups, return_inverse=True, return_counts=True)
     small = sizes < config.min_group_size
     labels = [str(c) for c in codes]
