@@ -176,7 +176,8 @@ def test_census_least_squares_groups_segment():
     env = parallel_env(n_learners=2, max_steps=600, **CENSUS)
     totals = play(env)
     s, pop = env.state_arrays, env.population
-    assert pop.names[-1] == "race=3+4+6" and pop.n_groups == 7
+    assert pop.names[-1] == "race=other" and pop.n_groups == 7
+    assert pop.names[:2] == ("race=White", "race=Black")
     assert np.isfinite(s.risks).all() and np.isfinite(totals).all()
     assert np.diff(totals).max() <= 1e-12
     assert (s.alpha[0].max(1) > 0.99).all()

@@ -104,13 +104,14 @@ def _least_squares(config: ParticipationConfig) -> ParticipationPopulation:
         X = np.hstack([X, np.ones((len(X), 1))])
     codes, groups, sizes = np.unique(data.groups, return_inverse=True, return_counts=True)
     small = sizes < config.min_group_size
-    labels = [str(c) for c in codes]
-    if small.any():  # merge the small groups into one "other" group placed last
+    names = data.extra.get("group_names")
+    labels = [names[c] if names is not None and c < len(names) else str(c) for c in codes]
+    if small.any():  # merge the small groups into one group named "other", placed last
         keep = np.flatnonzero(~small)
         relabel = np.full(len(codes), len(keep))
         relabel[keep] = np.arange(len(keep))
         groups = relabel[groups]
-        labels = [labels[k] for k in keep] + ["+".join(str(c) for c in codes[small])]
+        labels = [labels[k] for k in keep] + ["other"]
     J = len(labels)
     counts = np.bincount(groups, minlength=J).astype(np.float64)
     onehot = np.zeros((len(y), J))

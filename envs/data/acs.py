@@ -42,8 +42,9 @@ the kept rows (a constant column becomes all 0). ``intercept=True`` then appends
 column named ``intercept``.
 
 ``group_by`` (optional) fills ``Dataset.groups`` with one integer per person: ``"race"`` the
-RAC1P code minus 1 (0 White alone, 1 Black alone, ..., 8 two or more races), ``"puma"`` the
-index of the person's PUMA (area) in sorted order of the area codes.
+RAC1P code minus 1 (0 White alone, 1 Black alone, ..., 8 two or more races; names in
+``extra["group_names"]``), ``"puma"`` the index of the person's PUMA (area) in sorted order of
+the area codes.
 """
 
 from __future__ import annotations
@@ -106,6 +107,18 @@ CITATION = (
     "NIST Diverse Communities Data Excerpts (SDNist), derived from the U.S. Census Bureau ACS PUMS."
 )
 GROUP_BY: tuple[str, ...] = ("race", "puma")
+# RAC1P codes 1..9 (group_by="race" uses code - 1)
+RACE_NAMES: tuple[str, ...] = (
+    "White",
+    "Black",
+    "American Indian",
+    "Alaska Native",
+    "American Indian and/or Alaska Native",
+    "Asian",
+    "Native Hawaiian/Pacific Islander",
+    "Some other race",
+    "Two or more races",
+)
 _COLUMNS: tuple[str, ...] = (*FEATURES, "PINCP", "INDP_CAT", "PUMA")
 _DATA_PACKAGE = "choicemarket.envs.data"
 
@@ -208,7 +221,7 @@ def _build(
             f"{what} ACS PUMS persons, region {region}, year {year}; 16 standardised demographic "
             f"features. Source: {CITATION}"
         ),
-        extra={"region": region, "year": int(year), "source": SOURCE},
+        extra={"region": region, "year": int(year), "source": SOURCE, **_group_extra(group_by)},
     )
 
 
@@ -224,6 +237,10 @@ def _groups(table: dict[str, np.ndarray], rows: np.ndarray, group_by: str | None
             raise RuntimeError("ACS: unexpected null in column PUMA")
         return np.unique(pumas, return_inverse=True)[1].astype(np.int64)
     raise ValueError(f"group_by must be None or one of {GROUP_BY}, got {group_by!r}")
+
+
+def _group_extra(group_by: str | None) -> dict:
+    return {"group_names": RACE_NAMES} if group_by == "race" else {}
 
 
 def load_acs_income(
