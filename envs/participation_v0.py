@@ -114,7 +114,8 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         """Start an episode; ``seed`` seeds the market's one ``numpy.random.Generator``."""
         self.core.reset(seed)
         self.agents = list(self.possible_agents)
-        return self._observations(), self._infos()
+        m = self._measure()
+        return self._observations(m), self._infos(m)
 
     def step(self, actions: dict):
         if not self.agents:
@@ -135,8 +136,9 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         state = self.core.step(updates)
         truncated = state.step >= self.config.max_steps
         agents = self.agents
-        observations = self._observations()
-        infos = self._infos()
+        m = self._measure()
+        observations = self._observations(m)
+        infos = self._infos(m)
         key = {"local": "local_risk", "global": "global_risk", "total": "total_risk"}
         if self.config.reward == "share":
             rewards = {a: infos[a]["share"] for a in agents}
@@ -148,14 +150,25 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             self.agents = []
         return observations, rewards, terminations, truncations, infos
 
-    def _observations(self) -> dict:
+    def _measure(self) -> dict[str, np.ndarray]:
+        """Per-learner figures of the current state (market 0), computed once per step."""
         s, masses = self.core.state, self.core.population.masses
+        return {
+            "weights": s.weights(masses)[0],
+            "local": s.local_risk(masses)[0],
+            "global": s.global_risk(masses)[0],
+            "share": s.share(masses)[0],
+            "total": s.total_risk(masses)[0],
+        }
+
+    def _observations(self, m: dict[str, np.ndarray]) -> dict:
+        s = self.core.state
         f32 = np.float32
         params = s.theta[0].astype(f32)
-        weights = s.weights(masses)[0].astype(f32)
+        weights = m["weights"].astype(f32)
         group_risks = s.risks[0].T.astype(f32)
-        risk = s.local_risk(masses)[0].astype(f32)[:, None]
-        share = s.share(masses)[0].astype(f32)[:, None]
+        risk = m["local"].astype(f32)[:, None]
+        share = m["share"].astype(f32)[:, None]
         step = np.array([s.step], f32)
         return {
             a: {
@@ -170,13 +183,10 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             if a in self.agents
         }
 
-    def _infos(self) -> dict:
-        s, masses = self.core.state, self.core.population.masses
-        local = s.local_risk(masses)[0].tolist()
-        glob = s.global_risk(masses)[0].tolist()
-        share = s.share(masses)[0].tolist()
-        total = float(s.total_risk(masses)[0])
-        segmented = bool((s.alpha[0].max(-1) > SEGMENTED).all())
+    def _infos(self, m: dict[str, np.ndarray]) -> dict:
+        local, glob, share = m["local"].tolist(), m["global"].tolist(), m["share"].tolist()
+        total = float(m["total"])
+        segmented = bool((self.core.state.alpha[0].max(-1) > SEGMENTED).all())
         return {
             a: {
                 "local_risk": local[k],

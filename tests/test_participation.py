@@ -364,3 +364,27 @@ def test_bad_actions():
         env.step([good, good])
     with pytest.raises(ValueError, match="eta must be"):
         GradientStep(env.spec_info, eta=-1.0)
+
+
+def test_census_group_by_option():
+    """The census loaders' ``group_by``: race codes and area indices on the real rows."""
+    plain = load_acs_income()
+    race = load_acs_income(group_by="race")
+    puma = load_acs_income(region="ma", group_by="puma")
+    assert plain.groups is None
+    assert np.array_equal(race.X, plain.X) and np.array_equal(race.y, plain.y)
+    assert np.bincount(race.groups).tolist() == [12497, 6030, 637, 4, 61, 1796, 19, 790, 617]
+    assert race.extra["group_names"][0] == "White"
+    assert puma.groups.min() == 0 and puma.groups.max() == 4  # 5 PUMAs around Boston
+    with pytest.raises(ValueError, match="group_by must be None or one of"):
+        load_acs_income(group_by="state")
+
+
+def test_splitting_curve_arguments():
+    cfg = ParticipationConfig()
+    with pytest.raises(ValueError, match="split must be one of"):
+        splitting_curve(cfg, 3, split="random")
+    with pytest.raises(ValueError, match="n_max must be an integer"):
+        splitting_curve(cfg, 1)
+    with pytest.raises(ValueError, match="rule must be one of"):
+        run_to_equilibrium(ParticipationCore(cfg), rule="newton")
