@@ -2,10 +2,13 @@
 helper that acts for many learners."""
 
 from .msgd import MSGD, MSGDP, SCENARIOS, SCHEDULES, act_arrays, act_batch
+from .participation import ExactRetraining, GradientStep
 from .policies import NoUpdate, Policy, act_all
 from .retrain import Retrain
 
 __all__ = [
+    "ExactRetraining",
+    "GradientStep",
     "MSGD",
     "MSGDP",
     "NoUpdate",

@@ -40,6 +40,11 @@ Nulls (the literal ``N`` in the CSVs), per feature column, following ``data_dict
 After the rows are selected, each column is standardised to mean 0 and standard deviation 1 over
 the kept rows (a constant column becomes all 0). ``intercept=True`` then appends a constant 1.0
 column named ``intercept``.
+
+``group_by`` (optional) fills ``Dataset.groups`` with one integer per person: ``"race"`` the
+RAC1P code minus 1 (0 White alone, 1 Black alone, ..., 8 two or more races; names in
+``extra["group_names"]``), ``"puma"`` the index of the person's PUMA (area) in sorted order of
+the area codes.
 """
 
 from __future__ import annotations
@@ -101,7 +106,20 @@ SOURCE = "NIST ACS Data Excerpts"
 CITATION = (
     "NIST Diverse Communities Data Excerpts (SDNist), derived from the U.S. Census Bureau ACS PUMS."
 )
-_COLUMNS: tuple[str, ...] = (*FEATURES, "PINCP", "INDP_CAT")
+GROUP_BY: tuple[str, ...] = ("race", "puma")
+# RAC1P codes 1..9 (group_by="race" uses code - 1)
+RACE_NAMES: tuple[str, ...] = (
+    "White",
+    "Black",
+    "American Indian",
+    "Alaska Native",
+    "American Indian and/or Alaska Native",
+    "Asian",
+    "Native Hawaiian/Pacific Islander",
+    "Some other race",
+    "Two or more races",
+)
+_COLUMNS: tuple[str, ...] = (*FEATURES, "PINCP", "INDP_CAT", "PUMA")
 _DATA_PACKAGE = "choicemarket.envs.data"
 
 
@@ -112,9 +130,11 @@ def data_file_name(region: str, year: int) -> str:
 
 @functools.lru_cache(maxsize=len(REGIONS) * len(YEARS))
 def read_table(region: str, year: int) -> dict[str, np.ndarray]:
-    """Parse the packaged CSV into read-only float columns (null -> NaN), cached per file.
+    """Parse the packaged CSV into read-only float columns (null -> NaN; ``PUMA`` as strings),
+    cached per file.
 
-    Only the 16 feature columns and the label sources ``PINCP`` and ``INDP_CAT`` are kept.
+    Only the 16 feature columns, the label sources ``PINCP`` and ``INDP_CAT`` and the area
+    code ``PUMA`` (for ``group_by="puma"``) are kept.
     """
     _check_region_year(region, year)
     resource = files(_DATA_PACKAGE) / "files" / data_file_name(region, year)
@@ -128,6 +148,10 @@ def read_table(region: str, year: int) -> dict[str, np.ndarray]:
     table: dict[str, np.ndarray] = {}
     for name in _COLUMNS:
         cells = np.asarray(columns[header.index(name)])
+        if name == "PUMA":  # area codes such as "01-01301": kept as strings
+            cells.flags.writeable = False
+            table[name] = cells
+            continue
         values = np.where(cells == "N", "nan", cells).astype(np.float64)
         values.flags.writeable = False
         table[name] = values
@@ -139,6 +163,11 @@ def _check_region_year(region: str, year: int) -> None:
         raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
     if isinstance(year, bool) or not isinstance(year, numbers.Integral) or int(year) not in YEARS:
         raise ValueError(f"year must be one of {YEARS}, got {year!r}")
+
+
+def _check_group_by(group_by: str | None) -> None:
+    if group_by is not None and group_by not in GROUP_BY:
+        raise ValueError(f"group_by must be None or one of {GROUP_BY}, got {group_by!r}")
 
 
 def _check_age(option: str, value: int) -> int:
@@ -176,6 +205,7 @@ def _build(
     year: int,
     intercept: bool,
     what: str,
+    group_by: str | None = None,
 ) -> Dataset:
     if rows.sum() < 2:
         raise ValueError(f"dataset {name!r}: fewer than 2 persons match the age options")
@@ -185,27 +215,51 @@ def _build(
         X=X,
         y=y[rows].astype(np.int64),
         task="binary",
+        groups=_groups(table, rows, group_by),
         feature_names=names,
         description=(
             f"{what} ACS PUMS persons, region {region}, year {year}; 16 standardised demographic "
             f"features. Source: {CITATION}"
         ),
-        extra={"region": region, "year": int(year), "source": SOURCE},
+        extra={"region": region, "year": int(year), "source": SOURCE, **_group_extra(group_by)},
     )
 
 
+def _groups(table: dict[str, np.ndarray], rows: np.ndarray, group_by: str | None):
+    """One integer group per kept person (see the module docstring), or None."""
+    if group_by is None:
+        return None
+    if group_by == "race":
+        return table["RAC1P"][rows].astype(np.int64) - 1
+    if group_by == "puma":
+        pumas = table["PUMA"][rows]
+        if (pumas == "N").any():
+            raise RuntimeError("ACS: unexpected null in column PUMA")
+        return np.unique(pumas, return_inverse=True)[1].astype(np.int64)
+    raise ValueError(f"group_by must be None or one of {GROUP_BY}, got {group_by!r}")
+
+
+def _group_extra(group_by: str | None) -> dict:
+    return {"group_names": RACE_NAMES} if group_by == "race" else {}
+
+
 def load_acs_income(
-    region: str = "national", year: int = 2018, min_age: int = 16, intercept: bool = False
+    region: str = "national",
+    year: int = 2018,
+    min_age: int = 16,
+    intercept: bool = False,
+    group_by: str | None = None,
 ) -> Dataset:
     """ACS income task: ``y = PINCP > 50000`` for persons aged ``>= min_age`` with an income."""
     _check_region_year(region, year)
+    _check_group_by(group_by)
     min_age = _check_age("min_age", min_age)
     intercept = check_bool("intercept", intercept)
     table = read_table(region, int(year))
     rows = (table["AGEP"] >= min_age) & ~np.isnan(table["PINCP"])
     y = np.nan_to_num(table["PINCP"], nan=0.0) > INCOME_THRESHOLD
     what = f"Income above $50,000 (PINCP > 50000) for persons aged >= {min_age} with an income;"
-    return _build("acs-income", table, rows, y, region, int(year), intercept, what)
+    return _build("acs-income", table, rows, y, region, int(year), intercept, what, group_by)
 
 
 def load_acs_work(
@@ -214,9 +268,11 @@ def load_acs_work(
     min_age: int = 16,
     max_age: int = 90,
     intercept: bool = False,
+    group_by: str | None = None,
 ) -> Dataset:
     """ACS work task: ``y = 1`` iff an industry is recorded (worked in the last five years)."""
     _check_region_year(region, year)
+    _check_group_by(group_by)
     min_age = _check_age("min_age", min_age)
     max_age = _check_age("max_age", max_age)
     if max_age < min_age:
@@ -231,7 +287,7 @@ def load_acs_work(
         f"Worked in the last five years (industry INDP_CAT recorded) for persons aged "
         f"{min_age}-{max_age};"
     )
-    return _build("acs-work", table, rows, y, region, int(year), intercept, what)
+    return _build("acs-work", table, rows, y, region, int(year), intercept, what, group_by)
 
 
 register_dataset("acs-income", load_acs_income)

@@ -1,0 +1,169 @@
+"""``ParticipationConfig``: every setting of a participation-dynamics market, validated once."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+RISKS = ("quadratic", "least_squares")
+INIT_ALLOCATIONS = ("uniform", "perturbed")
+INIT_PARAMS = ("zeros", "random")
+PARTICIPATION_REWARDS = ("local", "global", "total", "share")
+# Dean et al.'s synthetic example: three sub-populations in the plane
+DEAN_OPTIMA: tuple[tuple[float, ...], ...] = ((0.0, 1.0), (1.0, 1.0), (0.6, 0.0))
+
+
+@dataclass(frozen=True)
+class ParticipationConfig:
+    """Settings of one participation-dynamics market (ranges are enforced).
+
+    Sub-populations j have masses beta_j (normalised to sum 1) and risks R_j(theta):
+    ``risk="quadratic"``: ``||theta - phi_j||^2 + noise_var`` with optima ``optima`` (or, when
+    ``optima`` is None, ``n_subpops`` optima drawn from N(0, I_dim) with ``population_seed``);
+    ``risk="least_squares"``: the mean squared error of a linear model on the users of group j
+    of ``dataset`` (grouped by ``group_by``; groups smaller than ``min_group_size`` are merged
+    into one; ``intercept`` appends a constant column). Each step every sub-population updates
+    its allocation over the learners by multiplicative weights with rate ``eps``.
+    """
+
+    n_learners: int = 2  # n >= 1
+    risk: str = "quadratic"
+    optima: tuple[tuple[float, ...], ...] | None = DEAN_OPTIMA  # phi_j, one row per group
+    n_subpops: int = 50  # J of the random optima (only when optima is None)
+    dim: int = 8  # d of the random optima (only when optima is None)
+    noise_var: float = 1.0  # sigma^2 >= 0 of the quadratic risks
+    masses: tuple[float, ...] | None = None  # beta_j > 0; None: equal (quadratic), group shares
+    dataset: str = "acs-income"  # least_squares: a registered dataset
+    dataset_options: Mapping[str, Any] = field(default_factory=dict)
+    group_by: str | None = "race"  # passed to the loader; None: the dataset's own groups
+    intercept: bool = True  # least_squares: append a constant 1 column to the covariates
+    min_group_size: int = 100  # least_squares: smaller groups are merged into one
+    eps: float = 0.1  # multiplicative-weights rate in (0, 1)
+    init_allocation: str | tuple[tuple[float, ...], ...] = "perturbed"
+    init_perturbation: float = 1e-3  # "perturbed": alpha_ji proportional to 1 + this * U[0, 1)
+    init_params: str = "zeros"
+    init_scale: float = 0.01  # std of the "random" initial parameters
+    l2: float = 0.0  # lambda >= 0 of the learners' retraining objective (baselines)
+    population_seed: int = 0  # seeds the random optima
+    max_steps: int = 500  # truncation
+    reward: str = "local"
+    max_update: float = 10.0  # bound of each parameter-update coordinate of the action
+
+    def __post_init__(self) -> None:
+        _int_at_least(self, "n_learners", 1)
+        _choice(self, "risk", RISKS)
+        if self.optima is not None:
+            object.__setattr__(self, "optima", _matrix(self.optima, "optima"))
+        _int_at_least(self, "n_subpops", 1)
+        _int_at_least(self, "dim", 1)
+        _nonneg(self, "noise_var")
+        if self.masses is not None:
+            masses = _vector(self.masses, "masses")
+            if min(masses) <= 0:
+                raise ValueError(f"masses must be numbers > 0, got {self.masses!r}")
+            object.__setattr__(self, "masses", masses)
+            if self.risk == "quadratic" and len(masses) != self.n_groups_quadratic:
+                raise ValueError(
+                    f"masses must have one entry per sub-population ({self.n_groups_quadratic}),"
+                    f" got {len(masses)}"
+                )
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ValueError(f"dataset must be a registered dataset name, got {self.dataset!r}")
+        if not isinstance(self.dataset_options, Mapping):
+            raise ValueError("dataset_options must be a mapping of loader keyword arguments")
+        object.__setattr__(self, "dataset_options", dict(self.dataset_options))
+        if self.group_by is not None and not isinstance(self.group_by, str):
+            raise ValueError(f"group_by must be None or a string, got {self.group_by!r}")
+        if not isinstance(self.intercept, bool):
+            raise ValueError(f"intercept must be True or False, got {self.intercept!r}")
+        _int_at_least(self, "min_group_size", 1)
+        if not (_is_real(self.eps) and 0.0 < self.eps < 1.0):
+            raise ValueError(f"eps must be a number in (0, 1), got {self.eps!r}")
+        if isinstance(self.init_allocation, str):
+            _choice(self, "init_allocation", INIT_ALLOCATIONS)
+        else:
+            alloc = _matrix(self.init_allocation, "init_allocation")
+            if any(len(r) != self.n_learners for r in alloc):
+                raise ValueError(
+                    f"init_allocation must have one row per sub-population with n_learners "
+                    f"({self.n_learners}) entries, got rows of length {[len(r) for r in alloc]}"
+                )
+            if any(min(r) < 0 or sum(r) <= 0 for r in alloc):
+                raise ValueError("init_allocation rows must be >= 0 with a positive sum")
+            object.__setattr__(self, "init_allocation", alloc)
+        _nonneg(self, "init_perturbation")
+        _choice(self, "init_params", INIT_PARAMS)
+        _nonneg(self, "init_scale")
+        _nonneg(self, "l2")
+        _int_at_least(self, "population_seed", 0)
+        _int_at_least(self, "max_steps", 1)
+        _choice(self, "reward", PARTICIPATION_REWARDS)
+        if not (_is_real(self.max_update) and 0.0 < self.max_update < math.inf):
+            raise ValueError(f"max_update must be a finite number > 0, got {self.max_update!r}")
+
+    @property
+    def n_groups_quadratic(self) -> int:
+        """J of a quadratic market."""
+        return len(self.optima) if self.optima is not None else self.n_subpops
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> ParticipationConfig:
+        """Build from keyword arguments, naming any unknown ones."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise ValueError(f"unknown participation option(s) {unknown}; allowed: {sorted(names)}")
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> ParticipationConfig:
+        """A copy with ``changes`` applied (validated)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return ParticipationConfig.from_kwargs(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _vector(v: Any, name: str) -> tuple[float, ...]:
+    if isinstance(v, str) or not (isinstance(v, Sequence) or hasattr(v, "__array__")):
+        raise ValueError(f"{name} must be a sequence of finite numbers, got {v!r}")
+    values = list(v)
+    if not values or not all(_is_real(x) for x in values):
+        raise ValueError(f"{name} must be a non-empty sequence of finite numbers, got {v!r}")
+    return tuple(float(x) for x in values)
+
+
+def _matrix(v: Any, name: str) -> tuple[tuple[float, ...], ...]:
+    if isinstance(v, str) or not (isinstance(v, Sequence) or hasattr(v, "__array__")):
+        raise ValueError(f"{name} must be a sequence of rows of finite numbers, got {v!r}")
+    rows = tuple(_vector(r, f"each row of {name}") for r in v)
+    if not rows or len({len(r) for r in rows}) != 1:
+        raise ValueError(f"{name} must be a non-empty sequence of rows of equal length")
+    return rows
+
+
+def _int_at_least(cfg: Any, name: str, low: int) -> None:
+    v = getattr(cfg, name)
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+    object.__setattr__(cfg, name, int(v))
+
+
+def _nonneg(cfg: Any, name: str) -> None:
+    v = getattr(cfg, name)
+    if not (_is_real(v) and v >= 0.0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+
+
+def _choice(cfg: Any, name: str, allowed: tuple[str, ...]) -> None:
+    v = getattr(cfg, name)
+    if v not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {v!r}")
