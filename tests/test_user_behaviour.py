@@ -113,6 +113,14 @@ def test_mw_update_formula():
     np.testing.assert_array_equal(alpha[0, 1], [0.2, 0.8])  # absent group keeps its allocation
 
 
+def test_mw_update_survives_extreme_risks():
+    """eps near 1 and risk gaps of 1000: no underflow to an all-zero (nan) allocation."""
+    alpha = np.array([[[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]]])
+    risk = np.array([[[1000.0, 0.0, 0.0], [2000.0, 1000.0, 0.0]]])
+    ch.mw_update(alpha, risk, np.array([[True, True]]), 0.99)
+    np.testing.assert_array_equal(alpha, [[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+
+
 def test_group_batch_risk():
     L = np.array([[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]])  # (1, n=2, B=3)
     group = np.array([[0, 0, 2]])
@@ -122,13 +130,17 @@ def test_group_batch_risk():
     np.testing.assert_array_equal(present, [[True, False, True]])
 
 
-def test_mw_groups_concentrate_on_their_best_learner():
-    """gaussian-groups with frozen partition-ERM learners: each group's allocation goes to the
-    learner with the lowest full risk on that group."""
-    env = raw_env(
-        dataset="gaussian-groups", n_learners=3, preferences="category", max_steps=150,
-        choice_rule="multiplicative_weights", mw_rate=0.1,
-    )  # fmt: skip
+@pytest.mark.parametrize(
+    "market",
+    [
+        dict(dataset="gaussian-groups", n_learners=3, preferences="category", mw_rate=0.1),
+        dict(dataset="acs-income", mw_rate=0.5),
+    ],
+)
+def test_mw_groups_concentrate_on_their_best_learner(market):
+    """Frozen partition-ERM learners: each group's allocation goes to the learner with the
+    lowest full risk on that group."""
+    env = raw_env(**market, max_steps=150, choice_rule="multiplicative_weights")
     env.reset(seed=0)
     zero = {a: np.zeros(env.action_space(a).shape, np.float32) for a in env.agents}
     while env.agents:
@@ -136,7 +148,7 @@ def test_mw_groups_concentrate_on_their_best_learner():
     core, pop = env.core, env.population
     risk = pop.family.loss(logits(core.state.theta[0], pop.X_train), pop.T_train[None])
     alpha = core.behaviour.alpha[0]
-    for j in range(3):
+    for j in range(env.spec_info.n_learners):
         best = risk[:, pop.pref == j].mean(1).argmin()
         assert alpha[j].argmax() == best
         assert alpha[j, best] > 0.95

@@ -41,8 +41,8 @@ def inverse_cdf(u: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray:
     """Index k with ``cum_{<k} <= u W < cum_{<=k}`` for nonnegative ``weights`` along ``axis``
     (W their sum): a draw from ``weights / W`` with one uniform ``u`` per draw."""
     cdf = np.cumsum(weights, axis)
-    total = np.take(cdf, [-1], axis)
-    target = np.expand_dims(u, axis) * total
+    last = (slice(None),) * (axis % weights.ndim) + (slice(-1, None),)
+    target = np.expand_dims(u, axis) * cdf[last]
     k = (cdf <= target).sum(axis)
     return np.minimum(k, weights.shape[axis] - 1)
 
@@ -80,16 +80,17 @@ def group_batch_risk(L: np.ndarray, group: np.ndarray, n_groups: int):
     """
     onehot = (group[:, :, None] == np.arange(n_groups)).astype(L.dtype)  # (M, B, G)
     sizes = onehot.sum(1)  # (M, G)
-    sums = np.einsum("mkb,mbg->mgk", L, onehot)
+    sums = np.matmul(L, onehot).transpose(0, 2, 1)  # (M, G, n)
     return sums / np.maximum(sizes, 1)[:, :, None], sizes > 0
 
 
 def mw_update(alpha: np.ndarray, risk: np.ndarray, present: np.ndarray, eps: float) -> None:
     """In place: ``alpha_jk <- alpha_jk (1 - eps)^{R_jk}``, renormalised over k, for the groups
     ``present`` (the others keep their allocation)."""
-    # shifting R by its row minimum leaves the normalised result unchanged and avoids underflow
-    factor = (1.0 - eps) ** (risk - risk.min(-1, keepdims=True))
-    new = alpha * factor
+    # in logs, shifted by the row maximum: no underflow of a whole row (alpha may hold zeros)
+    with np.errstate(divide="ignore"):
+        log_w = np.log(alpha) + risk * math.log1p(-eps)
+    new = np.exp(log_w - log_w.max(-1, keepdims=True))
     new /= new.sum(-1, keepdims=True)
     alpha[present] = new[present]
 
@@ -240,9 +241,10 @@ class UserBehaviour:
         G = self.n
         unserved = choice < 0
         outside = self.outside_until > self.step  # (M, N)
-        group = self.group
+        M, group = len(outside), self.group
         sizes = np.bincount(group, minlength=G)
-        g_out = np.stack([np.bincount(group, weights=o, minlength=G) for o in outside])
+        key = (np.arange(M)[:, None] * G + group).ravel()
+        g_out = np.bincount(key, weights=outside.ravel(), minlength=M * G).reshape(M, G)
         g_batch = self.group.take(idx)
         onehot = g_batch[:, :, None] == np.arange(G)
         drawn = onehot.sum(1)
