@@ -30,6 +30,8 @@ METRICS = (
     "probe_queries",
     "social_cost",
 )
+# recorded too when the market has an outside option (``outside_threshold``)
+OUTSIDE_METRICS = ("unserved_fraction", "outside_fraction", "group_unserved", "group_outside")
 COLUMNS = ("seed", "step", "agent", "learner", *METRICS, "return")
 
 PolicyFactory = Callable[[MarketSpec, int], Any]
@@ -205,5 +207,6 @@ def _record(history: History, seed: int, step: int, infos: dict, returns: dict) 
     for a, info in infos.items():
         row = {"seed": int(seed), "step": step, "agent": a, "learner": int(a.rsplit("_", 1)[1])}
         row.update({m: info[m] for m in METRICS})
+        row.update({m: info[m] for m in OUTSIDE_METRICS if m in info})
         row["return"] = returns[a]
         history.rows.append(row)

@@ -5,7 +5,14 @@ Description
     Each user picks a learner: under ``choice_rule="preference_or_loss"`` its preferred learner
     with probability ``preference_weight`` (tau), otherwise the learner whose current model
     gives it the lowest loss; under ``"loss_or_uniform"`` a uniformly random learner with
-    probability ``uniform_weight``, otherwise the lowest-loss one (ties: lowest index). A learner
+    probability ``uniform_weight``, otherwise the lowest-loss one (ties: lowest index); under
+    ``"logit"`` learner k with probability proportional to
+    ``exp((-loss_k + loyalty_bonus [k = preferred]) / temperature)``; under
+    ``"multiplicative_weights"`` from its preference group's allocation, updated each step by
+    ``alpha_jk <- alpha_jk (1 - mw_rate)^{R_jk}``. ``user_types`` fixes a fraction of users as
+    loyal, quality-seeking, random or collective; with ``outside_threshold`` users whom every
+    learner serves worse than the threshold leave (unserved) and return at ``return_rate``
+    per step (see :mod:`choicemarket.envs.core.choice`). A learner
     sees only the users who chose it. Its action moves its parameters and may ask to probe
     peer models (pseudo-label covariates with their predictions).
 
@@ -45,7 +52,10 @@ Infos
     baseline's), ``accuracy_gap`` (baseline accuracy minus its accuracy), ``baseline_loss``,
     ``baseline_accuracy``, ``local_loss``, ``share``, ``users``, ``probe_queries``,
     ``social_cost`` (the mean loss the batch's users get at the learners they chose, the same
-    for every agent), ``eval_step``. Global figures are refreshed every ``eval_every`` steps,
+    for every agent; users served by nobody add nothing), ``eval_step``. With an outside
+    option (``outside_threshold``) also ``unserved_fraction`` (of the batch), ``outside_fraction``
+    (of the training population), ``group_unserved`` and ``group_outside`` (the same for the
+    users who prefer this learner). Global figures are refreshed every ``eval_every`` steps,
     at the last step and every step under ``reward="global"``; ``eval_step`` says when. The
     baseline is the regularised ERM on the whole training population evaluated on the test
     users.
@@ -251,6 +261,9 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             for k, a in enumerate(self.possible_agents)
             if a in self.agents
         }
+        behaviour = self.core.behaviour
+        if behaviour is not None and behaviour.outside_until is not None:
+            _add_outside_infos(infos, self.possible_agents, behaviour, s)
         lists = {"global_loss": gl, "local_loss": ll, "share": sh, "probe_queries": queries}
         return infos, lists
 
@@ -290,6 +303,18 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
     def population(self):
         """The current population (split, preferences, baseline)."""
         return self.core.population
+
+
+def _add_outside_infos(infos: dict, agents: list[str], behaviour, s) -> None:
+    """Unserved/outside figures of the outside option; group k: users preferring learner k."""
+    om = behaviour.outside_metrics(s.choice, s.batch)
+    uf, of = float(om["unserved_fraction"][0]), float(om["outside_fraction"][0])
+    gu, go = om["group_unserved"][0].tolist(), om["group_outside"][0].tolist()
+    for k, a in enumerate(agents):
+        if a in infos:
+            infos[a].update(
+                unserved_fraction=uf, outside_fraction=of, group_unserved=gu[k], group_outside=go[k]
+            )
 
 
 def _acc(acc: float) -> str:

@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-CHOICE_RULES = ("preference_or_loss", "loss_or_uniform")
+CHOICE_RULES = ("preference_or_loss", "loss_or_uniform", "logit", "multiplicative_weights")
+USER_TYPES = ("loyal", "quality", "random", "collective")
 PREFERENCE_RULES = ("kmeans", "market_leader", "majority_good", "category")
 INITS = ("partition_erm", "random", "zeros")
 REWARDS = ("local", "global", "share")
@@ -45,6 +46,12 @@ class MarketConfig:
     probe_labels: str = "hard"
     probe_noise: float = 0.0  # kappa in [0, 1]: P(query routed to a random other peer)
     max_update: float = 1.0  # bound of each parameter-update coordinate of the action
+    temperature: float = 1.0  # > 0, "logit": P(k) ~ exp((-loss_k + bonus [k = pref]) / temperature)
+    loyalty_bonus: float = 0.0  # "logit": utility bonus of the preferred learner
+    mw_rate: float = 0.1  # eps in (0, 1) of "multiplicative_weights"
+    user_types: Mapping[str, float] | None = None  # {type: fraction}, rest follow choice_rule
+    outside_threshold: float | None = None  # users leave when every loss exceeds it; None: off
+    return_rate: float = 0.1  # r in [0, 1]: P(a departed user returns) per step
 
     def __post_init__(self) -> None:
         _int_at_least(self, "n_learners", 1)
@@ -94,6 +101,22 @@ class MarketConfig:
         _unit(self, "probe_noise")
         if not (_is_real(self.max_update) and 0.0 < self.max_update < math.inf):
             raise ValueError(f"max_update must be a finite number > 0, got {self.max_update!r}")
+        if not (_is_real(self.temperature) and self.temperature > 0.0):
+            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature!r}")
+        if not _is_real(self.loyalty_bonus):
+            raise ValueError(f"loyalty_bonus must be a finite number, got {self.loyalty_bonus!r}")
+        if not (_is_real(self.mw_rate) and 0.0 < self.mw_rate < 1.0):
+            raise ValueError(f"mw_rate must be a number in (0, 1), got {self.mw_rate!r}")
+        if self.user_types is not None:
+            object.__setattr__(self, "user_types", _user_types(self.user_types))
+        if self.outside_threshold is not None and not (
+            _is_real(self.outside_threshold) and self.outside_threshold >= 0.0
+        ):
+            raise ValueError(
+                "outside_threshold must be None (no outside option) or a finite number >= 0, "
+                f"got {self.outside_threshold!r}"
+            )
+        _unit(self, "return_rate")
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> MarketConfig:
@@ -115,6 +138,26 @@ class MarketConfig:
         if isinstance(self.preferences, tuple):
             d["preferences"] = list(self.preferences)
         return d
+
+
+def _user_types(value: Any) -> dict[str, float]:
+    """Validate ``user_types``: fractions in [0, 1] of known types, summing to at most 1."""
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"user_types must be None or a mapping {{type: fraction}} with types in {USER_TYPES}, "
+            f"got {value!r}"
+        )
+    unknown = sorted(str(k) for k in value if k not in USER_TYPES)
+    if unknown:
+        raise ValueError(f"user_types keys must be in {USER_TYPES}, got unknown {unknown}")
+    out = {}
+    for k, v in value.items():
+        if not (_is_real(v) and 0.0 <= v <= 1.0):
+            raise ValueError(f"user_types[{k!r}] must be a fraction in [0, 1], got {v!r}")
+        out[k] = float(v)
+    if sum(out.values()) > 1.0 + 1e-9:
+        raise ValueError(f"user_types fractions must sum to at most 1, got {sum(out.values())!r}")
+    return out
 
 
 def _is_real(v: Any) -> bool:

@@ -20,6 +20,7 @@ import numbers
 import numpy as np
 
 from .actions import ActionLayout
+from .choice import make_behaviour
 from .config import MarketConfig
 from .losses import LOSSES, logits
 from .population import Population, build_population, check_preferences, dataset_for
@@ -90,6 +91,7 @@ class MarketCore:
         self._market_index, self._user_index = np.indices((n_markets, B))
         self._no_queries = np.zeros((n_markets, n), np.int64)
         self._no_queries.flags.writeable = False
+        self.behaviour = make_behaviour(config)  # None: the default choice path below
 
     # ----------------------------------------------------------------- reset and step
     def reset(self, seed: int | None = None) -> MarketState:
@@ -135,6 +137,8 @@ class MarketCore:
             eval_step=0,
             probe_version=0,
         )
+        if self.behaviour is not None:
+            self.behaviour.reset(pop.pref, M, pop_seed)
         self._arrive()
         self.evaluate()
         return self.state
@@ -169,14 +173,18 @@ class MarketCore:
         X, T = pop.X_train.take(idx, 0), pop.T_train.take(idx, 0)
         L = pop.family.loss(logits(s.theta, X), T[:, None])  # (M, n, B)
         best = L.argmin(1)
-        if cfg.choice_rule == "preference_or_loss":
-            choice = np.where(u < cfg.preference_weight, pop.pref.take(idx), best)
+        if self.behaviour is not None:  # richer rules, see choice.py; -1: unserved
+            choice = self.behaviour.choose(rng, s.step, idx, u, L, best)
+            served, counts, sums = self.behaviour.served_stats(L, choice, self._market_offset)
         else:
-            choice = np.where(u < cfg.uniform_weight, rng.integers(n, size=(M, B)), best)
-        served = L[self._market_index, choice, self._user_index]
-        key = (self._market_offset + choice).ravel()
-        counts = np.bincount(key, minlength=M * n).reshape(M, n)
-        sums = np.bincount(key, weights=served.ravel(), minlength=M * n).reshape(M, n)
+            if cfg.choice_rule == "preference_or_loss":
+                choice = np.where(u < cfg.preference_weight, pop.pref.take(idx), best)
+            else:
+                choice = np.where(u < cfg.uniform_weight, rng.integers(n, size=(M, B)), best)
+            served = L[self._market_index, choice, self._user_index]
+            key = (self._market_offset + choice).ravel()
+            counts = np.bincount(key, minlength=M * n).reshape(M, n)
+            sums = np.bincount(key, weights=served.ravel(), minlength=M * n).reshape(M, n)
         if np.logical_and.reduce(counts, None):
             s.local_loss = sums / counts
         else:
@@ -247,7 +255,11 @@ class MarketCore:
         X = np.zeros((M * n * B, d), dtype)
         T = np.zeros((M * n * B, t), dtype)
         mask = np.zeros(M * n * B, dtype)
-        X[at] = s.batch_X.reshape(-1, d)
-        T[at] = s.batch_T.reshape(-1, t)
+        bX, bT = s.batch_X.reshape(-1, d), s.batch_T.reshape(-1, t)
+        if self.behaviour is not None and self.behaviour.outside_until is not None:
+            ok = (s.choice >= 0).ravel()  # unserved users are seen by no learner
+            at, bX, bT = at[ok], bX[ok], bT[ok]
+        X[at] = bX
+        T[at] = bT
         mask[at] = 1.0
         return X.reshape(M, n, B, d), T.reshape(M, n, B, t), mask.reshape(M, n, B)

@@ -20,8 +20,8 @@ class MarketState:
     batch: np.ndarray  # (M, B) training-user indices of the current batch
     batch_X: np.ndarray  # (M, B, d) their covariates
     batch_T: np.ndarray  # (M, B, t) their targets
-    choice: np.ndarray  # (M, B) learner chosen by each batch user
-    served_loss: np.ndarray  # (M, B) loss of each user at the learner it chose
+    choice: np.ndarray  # (M, B) learner chosen by each batch user (-1: served by nobody)
+    served_loss: np.ndarray  # (M, B) loss of each user at the learner it chose (nan: none)
     counts: np.ndarray  # (M, n) users who chose each learner
     local_loss: np.ndarray  # (M, n) mean loss on own users (mean over batch if none)
     probe_X: np.ndarray  # (M, n, N_probe, d) covariates of the last probe response
