@@ -187,8 +187,14 @@ def simulate(
         returns = dict.fromkeys(env.possible_agents, 0.0)
         _record(history, seed, 0, infos, returns)
         step = 0
+        open_market = env.core.entry is not None  # learners may enter and leave
         while env.agents:
-            obs, rewards, _, _, infos = env.step(act_all(pols, obs))
+            if open_market:  # act for the learners present; probe only those
+                obs = {a: obs[a] for a in env.agents}
+                actions = act_all(pols, obs, env.active_mask)
+            else:
+                actions = act_all(pols, obs)
+            obs, rewards, _, _, infos = env.step(actions)
             step += 1
             for a, r in rewards.items():
                 returns[a] += r
@@ -196,6 +202,9 @@ def simulate(
                 _record(history, seed, step, infos, returns)
             if progress is not None:
                 progress(1)
+        if open_market:
+            events = history.meta.setdefault("events", [])
+            events.extend({"seed": int(seed), **e} for e in env.events)
         if out is not None:
             history.save(out)
     return history

@@ -45,6 +45,15 @@ class MarketConfig:
     probe_labels: str = "hard"
     probe_noise: float = 0.0  # kappa in [0, 1]: P(query routed to a random other peer)
     max_update: float = 1.0  # bound of each parameter-update coordinate of the action
+    # learners entering and leaving (envs/core/entry.py); the defaults keep the set fixed
+    max_learners: int | None = None  # learner slots (>= n_learners); None: n_learners
+    entries: tuple = ()  # ((step, "clone" | "fresh", parent index or None), ...)
+    exit_share: float = 0.0  # a learner leaves when its batch share stays below this ...
+    exit_patience: int = 10  # ... for this many consecutive steps (0 share: never leaves)
+    exit_reassign: str = "best"  # a leaver's loyal users go to: "best" or "uniform" learner
+    clone_noise: float = 0.0  # std of the Gaussian noise added to a clone's parameters
+    clone_share: float = 0.5  # fraction of the parent's loyal users that move to a clone
+    fresh_share: float = 0.0  # fraction of all users that become loyal to a fresh entrant
 
     def __post_init__(self) -> None:
         _int_at_least(self, "n_learners", 1)
@@ -94,6 +103,9 @@ class MarketConfig:
         _unit(self, "probe_noise")
         if not (_is_real(self.max_update) and 0.0 < self.max_update < math.inf):
             raise ValueError(f"max_update must be a finite number > 0, got {self.max_update!r}")
+        from .entry import check_entry_fields  # here: entry.py imports this module
+
+        check_entry_fields(self)
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> MarketConfig:
