@@ -107,6 +107,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         self._observation_space = self._make_observation_space()
         self._probe_cache: tuple = (None,)
         self._eval_cache: tuple = (None,)
+        self._off_rows: np.ndarray | None = None  # 'off' actions of every slot
 
     # ----------------------------------------------------------------- spaces
     def _make_observation_space(self) -> spaces.Dict:
@@ -208,7 +209,9 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
 
     def _full_actions(self, stacked: np.ndarray) -> np.ndarray:
         """The (n_slots, A) action array with 'off' rows for learners not present."""
-        full = np.tile(self.action_layout.build(), (len(self.possible_agents), 1))
+        if self._off_rows is None:
+            self._off_rows = np.tile(self.action_layout.build(), (len(self.possible_agents), 1))
+        full = self._off_rows.astype(np.float64)
         full[[self._index[a] for a in self.agents]] = stacked
         return full
 

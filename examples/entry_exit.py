@@ -9,8 +9,9 @@ eta = 0.01). At step T/2 a sixth learner enters with ``env.add_learner``:
 
 A learner leaves once its batch share stays below ``--exit-share`` for ``--patience``
 consecutive steps. For each newcomer kind the script prints, over seeds, how often it
-survives to step T, its mean share over the last 500 steps it was present, and its final
-test loss and accuracy next to the incumbents' mean (and, for the clone, its parent's).
+survives to step T (and the median step it left at), its mean share over the last 500 steps
+it was present, and the test loss and accuracy of its final model (for a leaver, the model it
+left with) next to the mean of the incumbents present at T (and, for the clone, its parent's).
 
     python examples/entry_exit.py [--steps 4000] [--seeds 5]
 """
@@ -48,7 +49,7 @@ def run(kind: str, seed: int, steps: int, exit_share: float, patience: int) -> d
     obs, _ = env.reset(seed=seed)
     newcomer, shares = None, []
     while env.agents:
-        if env.state_arrays.step == steps // 2:
+        if env.state_arrays.step == steps // 2 - 1:  # it enters at the next step, T/2
             newcomer = env.add_learner(**spec)
         obs, _, term, _, infos = env.step(act_all(pols, obs, env.active_mask))
         obs = {a: obs[a] for a in env.agents}

@@ -153,6 +153,7 @@ class EntryExit:
         self.step_events: list[dict[str, Any]] = []
         self._pending: list[tuple[int, str, int | None]] = []
         self._next_manual = config.n_learners + len(config.entries)
+        self._masks: tuple | None = None  # derived from ``active``; None: recompute
 
     # ----------------------------------------------------------------- episode start
     def reset(self, core: MarketCore) -> None:
@@ -164,6 +165,7 @@ class EntryExit:
         self.streak = np.zeros((M, self.n_slots), np.int64)
         self.events, self.step_events, self._pending = [], [], []
         self._next_manual = n0 + len(self.config.entries)
+        self._masks = None
 
     def with_slots(self, theta: np.ndarray) -> np.ndarray:
         """Pad initial parameters (M, n_learners, o, d) with zero rows for the empty slots."""
@@ -173,24 +175,31 @@ class EntryExit:
         return out
 
     # ----------------------------------------------------------------- hooks of a step
+    def _derived(self, size: int, n_params: int) -> tuple:
+        """(all active?, keep (M, n, A) bool, off (A,), active (M, n, 1)), rebuilt only
+        after the active set changed."""
+        if self._masks is None or self._masks[1].shape[-1] != size:
+            keep = np.ones((self.n_markets, self.n_slots, size), bool)
+            keep[~self.active] = False  # inactive rows: no update, no probe
+            peers = keep[..., n_params + 1 : n_params + 1 + self.n_slots]
+            peers &= self.active[:, None, :]  # nobody names an inactive peer
+            off = np.full(size, -1.0)
+            off[:n_params] = 0.0
+            self._masks = (bool(self.active.all()), keep, off, self.active[:, :, None].copy())
+        return self._masks
+
     def mask_actions(self, actions: np.ndarray, n_params: int) -> np.ndarray:
         """Actions (M, n, A) with inactive learners' rows switched off (no update, no probe)
-        and every peer flag naming an inactive learner dropped; a copy if anything changes."""
-        inactive = ~self.active
-        if not inactive.any():
-            return actions
-        a = np.array(actions, dtype=np.float64)
-        a[inactive, :n_params] = 0.0
-        a[inactive, n_params:] = -1.0
-        peers = a[..., n_params + 1 : n_params + 1 + self.n_slots]
-        peers[np.broadcast_to(inactive[:, None, :], peers.shape)] = -1.0
-        return a
+        and every peer flag naming an inactive learner dropped; a new array if any is off."""
+        every, keep, off, _ = self._derived(actions.shape[-1], n_params)
+        return actions if every else np.where(keep, actions, off)
 
     def exclude_inactive(self, L: np.ndarray) -> np.ndarray:
         """Losses (M, n, B) with +inf for inactive learners, so argmin never picks one."""
-        if self.active.all():
-            return L
-        return np.where(self.active[:, :, None], L, np.inf)
+        if self._masks is None:
+            return L if self.active.all() else np.where(self.active[:, :, None], L, np.inf)
+        every, _, _, on = self._masks
+        return L if every else np.where(on, L, np.inf)
 
     def preferred(self, idx: np.ndarray) -> np.ndarray:
         """Preferred learner (M, B) of the batch users ``idx`` (M, B) in each market."""
@@ -275,6 +284,7 @@ class EntryExit:
         pref[moved] = slot
         s.theta[m, slot] = theta
         self.active[m, slot] = True
+        self._masks = None
         self.streak[m, slot] = -1  # the entry step's batch does not count toward an exit
         self._event(s.step, m, kind, slot, parent, len(moved))
 
@@ -296,6 +306,7 @@ class EntryExit:
     def _retire(self, core: MarketCore, m: int, slots: np.ndarray) -> None:
         cfg, s, pop = self.config, core.state, core.population
         self.active[m, slots] = False
+        self._masks = None
         self.streak[m, slots] = 0
         pref = self.pref[m]
         users = np.flatnonzero(np.isin(pref, slots))
