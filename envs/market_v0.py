@@ -10,13 +10,14 @@ Description
     peer models (pseudo-label covariates with their predictions).
 
 Agents
-    ``learner_0 .. learner_{n-1}``, all with the same spaces (parameter sharing works). With
-    ``max_learners`` > n (learners entering and leaving, :mod:`choicemarket.envs.core.entry`)
-    ``possible_agents`` lists every slot ``learner_0 .. learner_{max_learners-1}`` and
-    ``agents`` the learners present: an entrant (``entries`` or ``env.add_learner``) is in
-    ``agents`` with an observation from the step it enters; a learner that leaves (its share
-    below ``exit_share`` for ``exit_patience`` steps) gets ``terminated=True`` on that step and
-    is gone from ``agents`` after it. Inactive learners are never chosen nor probed.
+    ``learner_0 .. learner_{n-1}``, all with the same spaces (parameter sharing works). When
+    learners may enter and leave (``max_learners``, ``entries``, ``exit_share``; see
+    :mod:`choicemarket.envs.core.entry`) ``possible_agents`` lists every slot
+    ``learner_0 .. learner_{max_learners-1}`` and ``agents`` the learners present: an entrant
+    (``entries`` or ``env.add_learner``) is in ``agents`` with an observation from the step it
+    enters; a learner that leaves (its share below ``exit_share`` for ``exit_patience`` steps)
+    gets ``terminated=True`` on that step and is gone from ``agents`` after it. Inactive
+    learners are never chosen nor probed.
 
 Action space
     ``Box(n_params + n_learners + 2,)`` float32, see :mod:`choicemarket.envs.core.actions`:

@@ -395,3 +395,42 @@ def test_bad_add_learner():
     fixed.reset(seed=0)
     with pytest.raises(ValueError, match="add_learner needs max_learners > n_learners"):
         fixed.add_learner("fresh")
+
+
+@pytest.mark.parametrize("rule", ["preference_or_loss", "loss_or_uniform"])
+def test_many_markets_never_choose_or_prefer_an_absent_learner(rule):
+    """M = 3 markets in one core, learners entering and leaving at different times in each:
+    every user chooses a learner present in its own market (leavers serve their last batch)
+    and is loyal to one present after the step."""
+    cfg = MarketConfig(
+        **CENSUS,
+        choice_rule=rule,
+        uniform_weight=0.3,
+        max_learners=7,
+        entries=((5, "clone", 1), (10, "fresh", None)),
+        exit_share=0.12,
+        exit_patience=3,
+        init="zeros",
+        fresh_share=0.1,
+    )
+    core = MarketCore(cfg, n_markets=3)
+    core.reset(seed=2)
+    rng = np.random.default_rng(0)
+    n_params = core.spec.n_params
+    for _ in range(40):
+        a = np.tile(core.spec.actions.build(), (3, 7, 1))
+        a[..., :n_params] = 0.05 * rng.standard_normal((3, 7, n_params))
+        core.step(a)
+        s, act = core.state, core.entry.active
+        served = act.copy()  # the batch chose before this step's leavers left
+        for e in core.entry.step_events:
+            served[e["market"], e["learner"]] |= e["kind"] == "exit"
+        assert np.take_along_axis(served, s.choice, 1).all()
+        assert (s.counts[~served] == 0).all()
+        assert np.take_along_axis(act, core.entry.pref, 1).all()
+    history = [
+        tuple((e["step"], e["kind"], e["learner"]) for e in core.entry.events if e["market"] == m)
+        for m in range(3)
+    ]
+    assert len(set(history)) > 1  # the markets went their own ways
+    assert {e["market"] for e in core.entry.events if e["kind"] == "exit"} == {0, 1, 2}

@@ -254,8 +254,9 @@ class EntryExit:
         t = core.state.step
         self.step_events = []
         n0 = self.config.n_learners
-        due = [(n0 + j, kind, parent) for j, (s, kind, parent) in enumerate(self.config.entries)]
-        due = [e for e, (s, _, _) in zip(due, self.config.entries) if s == t] + self._pending
+        entries = enumerate(self.config.entries)
+        due = [(n0 + j, kind, parent) for j, (step, kind, parent) in entries if step == t]
+        due += self._pending
         self._pending = []
         for slot, kind, parent in due:
             for m in range(self.n_markets):
