@@ -160,6 +160,10 @@ def simulate(
         out: a ``.json`` or ``.csv`` path; the history so far is written there (atomically)
             after every finished episode, so an interrupted sweep keeps what it completed.
 
+    When learners may enter and leave, policies act only for the agents present (MSGD-P
+    naming only present peers), rows cover the learners present at each evaluation point, and
+    ``meta["events"]`` lists every entry and exit with its seed.
+
     Returns:
         A :class:`History`.
     """
