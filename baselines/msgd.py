@@ -235,9 +235,12 @@ def _plan(policies: Sequence[MSGD]) -> _Plan:
 
 
 def act_batch(
-    policies: Sequence[MSGD], observations: Sequence[Mapping[str, np.ndarray]]
+    policies: Sequence[MSGD],
+    observations: Sequence[Mapping[str, np.ndarray]],
+    active: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Actions (K, A) of K MSGD/MSGD-P policies for their K observations, computed together."""
+    """Actions (K, A) of K MSGD/MSGD-P policies for their K observations, computed together
+    (``active``: see :func:`act_arrays`)."""
     K = len(policies)
     return act_arrays(
         policies,
@@ -249,6 +252,7 @@ def act_batch(
         [o["probe_targets"] for o in observations],
         [o["probe_mask"] for o in observations],
         [o["step"][0] for o in observations],
+        active,
     )
 
 
@@ -262,11 +266,14 @@ def act_arrays(
     probe_T: Sequence[np.ndarray],
     probe_mask: Sequence[np.ndarray],
     steps: Sequence[float],
+    active: np.ndarray | None = None,
 ) -> np.ndarray:
     """Actions (K, A) from arrays: ``theta`` (K, o, d), users ``X`` (K, B, d), ``T`` (K, B, t),
     ``mask`` (K, B), row k's probe set ``probe_X[k]`` (N_probe, d), ``probe_T[k]``,
     ``probe_mask[k]`` and step ``steps[k]``. This is the MSGD/MSGD-P math without the
-    observation dicts; K may span many markets.
+    observation dicts; K may span many markets. ``active`` (n,) or (K, n) bool marks the
+    learners present when learners enter and leave: probe requests then name only active
+    peers (a request left with none is dropped); ``None``: every learner is present.
 
     Own-user gradients of all K learners are one batched :func:`mean_gradient` call, the
     probers' probe-batch gradients a second one.
@@ -303,6 +310,11 @@ def act_arrays(
     np.minimum(np.maximum(update.reshape(K, P), -bound), bound, out=actions[:, :P])
     for i in plan.probers:
         probe, peers, route = policies[i].probe_request(int(steps[i]))
+        if probe and active is not None:
+            on = np.asarray(active)
+            on = on if on.ndim == 1 else on[i]
+            peers = tuple(j for j in peers if on[j])
+            probe = route or bool(peers)
         if probe:
             actions[i] = layout.build(actions[i, :P], True, peers, route)
     return actions

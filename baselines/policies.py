@@ -38,15 +38,25 @@ class NoUpdate:
         return "NoUpdate()"
 
 
-def act_all(policies: Mapping[str, Policy], observations: Mapping[str, dict]) -> dict:
-    """Actions of every agent in ``observations``; MSGD-family policies act in one batch."""
+def act_all(
+    policies: Mapping[str, Policy],
+    observations: Mapping[str, dict],
+    active: np.ndarray | None = None,
+) -> dict:
+    """Actions of every agent in ``observations``; MSGD-family policies act in one batch.
+
+    ``active`` (n,) bool (``env.active_mask``) marks the learners present when learners enter
+    and leave, so that MSGD-P names only present peers; ``None``: all are present.
+    """
     agents = list(observations)
     pols = [policies[a] for a in agents]
     batched = [i for i, p in enumerate(pols) if isinstance(p, MSGD)]
     if len(batched) == len(agents):
-        return dict(zip(agents, act_batch(pols, list(observations.values()))))
+        return dict(zip(agents, act_batch(pols, list(observations.values()), active)))
     actions = {}
     if batched:
-        arr = act_batch([pols[i] for i in batched], [observations[agents[i]] for i in batched])
+        arr = act_batch(
+            [pols[i] for i in batched], [observations[agents[i]] for i in batched], active
+        )
         actions = {agents[i]: a for i, a in zip(batched, arr)}
     return {a: actions[a] if a in actions else policies[a].act(observations[a]) for a in agents}

@@ -162,6 +162,10 @@ def simulate(
         out: a ``.json`` or ``.csv`` path; the history so far is written there (atomically)
             after every finished episode, so an interrupted sweep keeps what it completed.
 
+    When learners may enter and leave, policies act only for the agents present (MSGD-P
+    naming only present peers), rows cover the learners present at each evaluation point, and
+    ``meta["events"]`` lists every entry and exit with its seed.
+
     Returns:
         A :class:`History`.
     """
@@ -189,8 +193,14 @@ def simulate(
         returns = dict.fromkeys(env.possible_agents, 0.0)
         _record(history, seed, 0, infos, returns)
         step = 0
+        open_market = env.core.entry is not None  # learners may enter and leave
         while env.agents:
-            obs, rewards, _, _, infos = env.step(act_all(pols, obs))
+            if open_market:  # act for the learners present; probe only those
+                obs = {a: obs[a] for a in env.agents}
+                actions = act_all(pols, obs, env.active_mask)
+            else:
+                actions = act_all(pols, obs)
+            obs, rewards, _, _, infos = env.step(actions)
             step += 1
             for a, r in rewards.items():
                 returns[a] += r
@@ -198,6 +208,9 @@ def simulate(
                 _record(history, seed, step, infos, returns)
             if progress is not None:
                 progress(1)
+        if open_market:
+            events = history.meta.setdefault("events", [])
+            events.extend({"seed": int(seed), **e} for e in env.events)
         if out is not None:
             history.save(out)
     return history

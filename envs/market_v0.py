@@ -17,7 +17,14 @@ Description
     peer models (pseudo-label covariates with their predictions).
 
 Agents
-    ``learner_0 .. learner_{n-1}``, all with the same spaces (parameter sharing works).
+    ``learner_0 .. learner_{n-1}``, all with the same spaces (parameter sharing works). When
+    learners may enter and leave (``max_learners``, ``entries``, ``exit_share``; see
+    :mod:`choicemarket.envs.core.entry`) ``possible_agents`` lists every slot
+    ``learner_0 .. learner_{max_learners-1}`` and ``agents`` the learners present: an entrant
+    (``entries`` or ``env.add_learner``) is in ``agents`` with an observation from the step it
+    enters; a learner that leaves (its share below ``exit_share`` for ``exit_patience`` steps)
+    gets ``terminated=True`` on that step and is gone from ``agents`` after it. Inactive
+    learners are never chosen nor probed.
 
 Action space
     ``Box(n_params + n_learners + 2,)`` float32, see :mod:`choicemarket.envs.core.actions`:
@@ -55,13 +62,17 @@ Infos
     for every agent; users served by nobody add nothing), ``eval_step``. With an outside
     option (``outside_threshold``) also ``unserved_fraction`` (of the batch), ``outside_fraction``
     (of the training population), ``group_unserved`` and ``group_outside`` (the same for the
-    users who prefer this learner). Global figures are refreshed every ``eval_every`` steps,
+    users who prefer this learner). When learners can enter and leave also
+    ``active_learners`` and ``events`` (this step's entries and exits, each
+    ``{step, kind, agent, parent, users}``, kind ``"clone"``, ``"fresh"``, ``"exit"`` or
+    ``"skip"``). Global figures are refreshed every ``eval_every`` steps,
     at the last step and every step under ``reward="global"``; ``eval_step`` says when. The
     baseline is the regularised ERM on the whole training population evaluated on the test
     users.
 
 Episode end
-    Truncation after ``max_steps`` steps; no termination.
+    Truncation after ``max_steps`` steps; termination only for a learner that leaves the
+    market (``exit_share`` > 0).
 
 Arguments
     Every field of :class:`~choicemarket.envs.core.config.MarketConfig` as a keyword argument,
@@ -107,6 +118,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         self._observation_space = self._make_observation_space()
         self._probe_cache: tuple = (None,)
         self._eval_cache: tuple = (None,)
+        self._off_rows: np.ndarray | None = None  # 'off' actions of every slot
 
     # ----------------------------------------------------------------- spaces
     def _make_observation_space(self) -> spaces.Dict:
@@ -154,6 +166,8 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         self.core.reset(seed)
         self._probe_cache = self._eval_cache = (None,)  # the caches hold per-episode arrays
         self.agents = list(self.possible_agents)
+        if self.core.entry is not None:  # learners entering and leaving: the active ones
+            self.agents = [a for a, on in zip(self.possible_agents, self.active_mask) if on]
         return self._observations(), self._infos()[0]
 
     def step(self, actions: dict):
@@ -173,10 +187,13 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             ) from None
         stacked = layout.validate_many(given, (f"actions[{a!r}]" for a in self.agents))
         core, cfg = self.core, self.config
+        if core.entry is not None:  # learners entering and leaving (core/entry.py)
+            stacked = self._full_actions(stacked)
         state = core.step(stacked[None])
         truncated = state.step >= cfg.max_steps
         if cfg.reward == "global" or truncated or state.step % cfg.eval_every == 0:
             core.evaluate()
+        left = () if core.entry is None else self._entries_and_exits()
         agents = self.agents
         observations = self._observations()
         infos, m = self._infos()
@@ -188,12 +205,62 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             reward = m["share"]
         if cfg.probe_cost:
             reward = [r - cfg.probe_cost * q for r, q in zip(reward, m["probe_queries"])]
-        rewards = dict(zip(agents, reward))
+        if core.entry is None:
+            rewards = dict(zip(agents, reward))
+        else:
+            rewards = {a: reward[self._index[a]] for a in agents}
         terminations = dict.fromkeys(agents, False)
         truncations = dict.fromkeys(agents, truncated)
+        if left:  # learners that left at this step: terminated, then gone from agents
+            terminations.update(dict.fromkeys(left, True))
+            self.agents = [a for a in agents if a not in left]
         if truncated:
             self.agents = []
         return observations, rewards, terminations, truncations, infos
+
+    def _full_actions(self, stacked: np.ndarray) -> np.ndarray:
+        """The (n_slots, A) action array with 'off' rows for learners not present."""
+        if self._off_rows is None:
+            self._off_rows = np.tile(self.action_layout.build(), (len(self.possible_agents), 1))
+        full = self._off_rows.astype(np.float64)
+        full[[self._index[a] for a in self.agents]] = stacked
+        return full
+
+    def _entries_and_exits(self) -> tuple[str, ...]:
+        """Add this step's entrants to ``agents``; return the agents leaving at this step."""
+        events = self.core.entry.step_events
+        names = self.possible_agents
+        entered = {names[e["learner"]] for e in events if e["kind"] in ("clone", "fresh")}
+        if entered:
+            self.agents = sorted(set(self.agents) | entered, key=self._index.__getitem__)
+        return tuple(names[e["learner"]] for e in events if e["kind"] == "exit")
+
+    def add_learner(self, kind: str = "clone", parent: int | str | None = None) -> str:
+        """Ask for a learner to enter at the next ``step()``: a ``"clone"`` of ``parent``
+        (index or agent name; it takes a ``clone_share`` of the parent's loyal users) or a
+        ``"fresh"`` start. Returns the agent name it will have; it is in ``agents``, with an
+        observation, from the next step on. Needs a free slot (``max_learners``)."""
+        if isinstance(parent, str):
+            if parent not in self._index:
+                raise ValueError(f"parent must be one of {self.agents}, got {parent!r}")
+            parent = self._index[parent]
+        if not self.agents:
+            raise ValueError("add_learner needs a running episode; call reset() first")
+        return self.possible_agents[self.core.add_learner(kind, parent)]
+
+    @property
+    def active_mask(self) -> np.ndarray:
+        """(n_slots,) bool: which learners are in the market now (all, when the set is fixed)."""
+        if self.core.entry is None:
+            return np.ones(len(self.possible_agents), bool)
+        return self.core.entry.active[0].copy()
+
+    @property
+    def events(self) -> list[dict]:
+        """Entries and exits so far this episode (``{step, kind, agent, parent, users}``)."""
+        if self.core.entry is None:
+            return []
+        return [_agent_event(e) for e in self.core.entry.events if e["market"] == 0]
 
     def _observations(self) -> dict:
         core, s = self.core, self.core.state
@@ -264,6 +331,12 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         behaviour = self.core.behaviour
         if behaviour is not None and behaviour.outside_until is not None:
             _add_outside_infos(infos, self.possible_agents, behaviour, s)
+        if self.core.entry is not None:  # learners entering and leaving
+            n_active = int(self.core.entry.active[0].sum())
+            events = [_agent_event(e) for e in self.core.entry.step_events]
+            for info in infos.values():
+                info["active_learners"] = n_active
+                info["events"] = events
         lists = {"global_loss": gl, "local_loss": ll, "share": sh, "probe_queries": queries}
         return infos, lists
 
@@ -279,7 +352,10 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             f"{'learner':<12}{'share':>8}{'users':>7}{'local':>10}{'global':>10}{'acc':>8}"
             f"{'gap':>10}{'probe':>7}",
         ]
+        active = self.active_mask
         for k, a in enumerate(self.possible_agents):
+            if not active[k]:
+                continue
             acc = s.global_accuracy[0, k]
             lines.append(
                 f"{a:<12}{s.share[0, k]:>8.3f}{s.counts[0, k]:>7d}{s.local_loss[0, k]:>10.4f}"
@@ -315,6 +391,18 @@ def _add_outside_infos(infos: dict, agents: list[str], behaviour, s) -> None:
             infos[a].update(
                 unserved_fraction=uf, outside_fraction=of, group_unserved=gu[k], group_outside=go[k]
             )
+
+
+def _agent_event(e: dict) -> dict:
+    """An entry/exit event with agent names: ``{step, kind, agent, parent, users}``."""
+    parent = None if e["parent"] is None else f"learner_{e['parent']}"
+    return dict(
+        step=e["step"],
+        kind=e["kind"],
+        agent=f"learner_{e['learner']}",
+        parent=parent,
+        users=e["users"],
+    )
 
 
 def _acc(acc: float) -> str:

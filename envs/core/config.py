@@ -52,6 +52,15 @@ class MarketConfig:
     user_types: Mapping[str, float] | None = None  # {type: fraction}, rest follow choice_rule
     outside_threshold: float | None = None  # users leave when every loss exceeds it; None: off
     return_rate: float = 0.1  # r in [0, 1]: P(a departed user returns) per step
+    # learners entering and leaving (envs/core/entry.py); the defaults keep the set fixed
+    max_learners: int | None = None  # learner slots (>= n_learners); None: n_learners
+    entries: tuple = ()  # ((step, "clone" | "fresh", parent index or None), ...)
+    exit_share: float = 0.0  # a learner leaves when its batch share stays below this ...
+    exit_patience: int = 10  # ... for this many consecutive steps (0 share: never leaves)
+    exit_reassign: str = "best"  # a leaver's loyal users go to: "best" or "uniform" learner
+    clone_noise: float = 0.0  # std of the Gaussian noise added to a clone's parameters
+    clone_share: float = 0.5  # fraction of the parent's loyal users that move to a clone
+    fresh_share: float = 0.0  # fraction of all users that become loyal to a fresh entrant
 
     def __post_init__(self) -> None:
         _int_at_least(self, "n_learners", 1)
@@ -117,6 +126,18 @@ class MarketConfig:
                 f"got {self.outside_threshold!r}"
             )
         _unit(self, "return_rate")
+        from .entry import check_entry_fields  # here: entry.py imports this module
+
+        check_entry_fields(self)
+        from .choice import is_default
+        from .entry import is_enabled
+
+        if is_enabled(self) and not is_default(self):
+            raise ValueError(
+                "learners entering and leaving (max_learners, entries, exit_share) cannot be "
+                "combined with choice_rule 'logit' or 'multiplicative_weights', user_types or "
+                "outside_threshold; use the default choice rules with them"
+            )
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> MarketConfig:

@@ -22,6 +22,7 @@ import numpy as np
 from .actions import ActionLayout
 from .choice import make_behaviour
 from .config import MarketConfig
+from .entry import EntryExit, is_enabled, slot_count
 from .losses import LOSSES, logits
 from .population import Population, build_population, check_preferences, dataset_for
 from .spec import MarketSpec
@@ -69,7 +70,7 @@ class MarketCore:
         family = LOSSES[data.task]
         o = family.n_outputs(data.n_classes)
         self.spec = MarketSpec(
-            n_learners=config.n_learners,
+            n_learners=slot_count(config),
             n_features=data.n_features,
             n_outputs=o,
             target_dim=family.target_dim(data.n_classes),
@@ -79,13 +80,15 @@ class MarketCore:
             users_per_step=config.users_per_step,
             probe_size=config.probe_size,
             l2=config.l2,
-            actions=ActionLayout(o * data.n_features, config.n_learners, config.max_update),
+            actions=ActionLayout(o * data.n_features, slot_count(config), config.max_update),
         )
         self.population: Population | None = None
         self.state: MarketState | None = None
         self.rng = np.random.default_rng()
         self._seeded = False
-        n, B = config.n_learners, config.users_per_step
+        # learners entering and leaving (entry.py); None keeps the learner set fixed
+        self.entry = EntryExit(config, n_markets) if is_enabled(config) else None
+        n, B = slot_count(config), config.users_per_step
         self._market_offset = np.arange(n_markets)[:, None] * n
         self._learner_index = np.arange(n)[None, :, None]
         self._market_index, self._user_index = np.indices((n_markets, B))
@@ -108,13 +111,15 @@ class MarketCore:
         if pop_seed is None:
             pop_seed = int(self.rng.integers(2**31 - 1))
         self.population = pop = population_for(cfg, pop_seed)
-        M, n, o, d = self.n_markets, spec.n_learners, spec.n_outputs, spec.n_features
+        M, n, o, d = self.n_markets, cfg.n_learners, spec.n_outputs, spec.n_features
         if cfg.init == "partition_erm":
             theta = np.broadcast_to(pop.partition_theta, (M, n, o, d)).copy()
         elif cfg.init == "random":
             theta = cfg.init_scale * self.rng.standard_normal((M, n, o, d))
         else:
             theta = np.zeros((M, n, o, d))
+        if self.entry is not None:  # slots of learners that enter later start empty
+            theta, n = self.entry.with_slots(theta), spec.n_learners
         Np, t = spec.probe_size, spec.target_dim
         self.state = MarketState(
             theta=theta,
@@ -139,6 +144,8 @@ class MarketCore:
         )
         if self.behaviour is not None:
             self.behaviour.reset(pop.pref, M, pop_seed)
+        if self.entry is not None:
+            self.entry.reset(self)
         self._arrive()
         self.evaluate()
         return self.state
@@ -148,6 +155,8 @@ class MarketCore:
         s = self.state
         if s is None:
             raise RuntimeError("call reset() before step()")
+        if self.entry is not None:  # inactive learners neither act nor answer probes
+            actions = self.entry.mask_actions(actions, self.spec.n_params)
         updates, probe, peers, route = self.spec.actions.split(actions)
         if peers is not None:
             s.probe_queries = np.zeros_like(s.probe_queries)
@@ -156,8 +165,21 @@ class MarketCore:
             s.probe_queries = self._no_queries
         s.theta += updates.reshape(s.theta.shape)
         s.step += 1
+        if self.entry is not None:
+            self.entry.enter(self)
         self._arrive()
+        if self.entry is not None:
+            self.entry.leave(self)
         return s
+
+    def add_learner(self, kind: str = "clone", parent: int | None = None) -> int:
+        """Ask for a learner to enter every market at the next step (see ``entry.py``);
+        returns its slot. Needs a free slot (``max_learners``)."""
+        if self.entry is None or self.state is None:
+            raise ValueError(
+                "add_learner needs max_learners > n_learners (a free slot) and a reset market"
+            )
+        return self.entry.add_learner(kind, parent)
 
     # ----------------------------------------------------------------- pieces of a step
     def _arrive(self) -> None:
@@ -172,15 +194,21 @@ class MarketCore:
         u = draws[1]
         X, T = pop.X_train.take(idx, 0), pop.T_train.take(idx, 0)
         L = pop.family.loss(logits(s.theta, X), T[:, None])  # (M, n, B)
-        best = L.argmin(1)
+        entry = self.entry  # learners entering and leaving: only active ones are chosen
+        best = (L if entry is None else entry.exclude_inactive(L)).argmin(1)
         if self.behaviour is not None:  # richer rules, see choice.py; -1: unserved
             choice = self.behaviour.choose(rng, s.step, idx, u, L, best)
             served, counts, sums = self.behaviour.served_stats(L, choice, self._market_offset)
         else:
             if cfg.choice_rule == "preference_or_loss":
-                choice = np.where(u < cfg.preference_weight, pop.pref.take(idx), best)
+                pref = pop.pref.take(idx) if entry is None else entry.preferred(idx)
+                choice = np.where(u < cfg.preference_weight, pref, best)
             else:
-                choice = np.where(u < cfg.uniform_weight, rng.integers(n, size=(M, B)), best)
+                if entry is None:
+                    uniform = rng.integers(n, size=(M, B))
+                else:
+                    uniform = entry.uniform(rng, (M, B))
+                choice = np.where(u < cfg.uniform_weight, uniform, best)
             served = L[self._market_index, choice, self._user_index]
             key = (self._market_offset + choice).ravel()
             counts = np.bincount(key, minlength=M * n).reshape(M, n)
@@ -210,10 +238,14 @@ class MarketCore:
         peers_r, route_r = peers[m, k], route[m, k]
         n_named = peers_r.sum(-1)
         single = route_r | (n_named == 1)
-        intended = np.where(route_r[:, None], pop.pref[idx], peers_r.argmax(-1)[:, None])
+        prefs = pop.pref[idx] if self.entry is None else self.entry.pref[m[:, None], idx]
+        intended = np.where(route_r[:, None], prefs, peers_r.argmax(-1)[:, None])
         if n > 1 and cfg.probe_noise > 0:
             noisy = rng.random((R, Np)) < cfg.probe_noise
-            other = (intended + 1 + rng.integers(n - 1, size=(R, Np))) % n
+            if self.entry is None:
+                other = (intended + 1 + rng.integers(n - 1, size=(R, Np))) % n
+            else:  # a random *active* other learner
+                other = self.entry.other_active(intended, m, rng)
             intended = np.where(noisy & single[:, None], other, intended)
         z = np.take_along_axis(z_all, intended[:, None, :, None], 1)[:, 0]
         if not single.all():
