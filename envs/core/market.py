@@ -21,7 +21,7 @@ import numpy as np
 
 from .actions import ActionLayout
 from .config import MarketConfig
-from .losses import LOSSES, logits
+from .losses import logits, loss_family
 from .population import Population, build_population, check_preferences, dataset_for
 from .spec import MarketSpec
 from .state import MarketState
@@ -65,7 +65,7 @@ class MarketCore:
         self.n_markets = n_markets = int(n_markets)
         data = dataset_for(config)
         check_preferences(config, data)  # fail at construction, not at the first reset
-        family = LOSSES[data.task]
+        family = loss_family(data.task, data.extra)
         o = family.n_outputs(data.n_classes)
         self.spec = MarketSpec(
             n_learners=config.n_learners,
@@ -215,7 +215,8 @@ class MarketCore:
         s.probe_X[m, k] = Xp
         s.probe_users[m, k] = idx
         s.probe_peer[m, k] = np.where(single[:, None], intended, -1)
-        s.probe_T[m, k] = pop.family.pseudo_targets(z, hard=cfg.probe_labels == "hard")
+        hard = cfg.probe_labels == "hard"
+        s.probe_T[m, k] = pop.family.pseudo_targets(z, hard, pop.T_train, idx)
         s.probe_valid[m, k] = True
         s.probe_version += 1
         s.probe_queries[m, k] = np.where(single, Np, Np * n_named)

@@ -16,7 +16,7 @@ from sklearn.cluster import KMeans
 from ..data import load_dataset
 from ..data.registry import Dataset
 from .config import MarketConfig
-from .losses import LOSSES, LossFamily, fit_erm, logits
+from .losses import LossFamily, fit_erm, logits, loss_family
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def _kmeans(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
 def build_population(config: MarketConfig, seed: int) -> Population:
     """Split, preferences and reference ERMs for ``config`` from ``seed``."""
     data = dataset_for(config)
-    family = LOSSES[data.task]
+    family = loss_family(data.task, data.extra)
     rng = np.random.default_rng(seed)
     N = data.n_users
     n_test = min(max(1, round(config.test_fraction * N)), N - 1)
