@@ -85,8 +85,17 @@ def time_core(cfg: dict, steps: int, n_markets: int = 1) -> float:
     M, n, Np = n_markets, spec.n_learners, spec.probe_size
     K = M * n
 
+    learners = np.arange(n)[None, :, None]
+
     def one_step(s):
-        X, T, mask = core.padded_users()
+        if M == 1:
+            # every learner's view of the batch as a zero-copy broadcast plus its 0/1 mask:
+            # the same gradient as the zero-padded observations, without writing (n, B, 2o)
+            X = np.broadcast_to(s.batch_X[:, None], (M, n, *s.batch_X.shape[1:]))
+            T = np.broadcast_to(s.batch_T[:, None], (M, n, *s.batch_T.shape[1:]))
+            mask = (s.choice[:, None, :] == learners).astype(np.float64)
+        else:
+            X, T, mask = core.padded_users()
         probe_mask = np.repeat(s.probe_valid.reshape(K, 1), Np, 1).astype(float)
         actions = act_arrays(
             pols,
@@ -118,7 +127,6 @@ def time_naive(cfg: dict, steps: int) -> float:
     Y, Mask = pop.T_train[:, :o], (pop.T_train[:, o:] > 0).astype(np.float64)
     pref = pop.pref
     theta = pop.partition_theta.copy()  # (n, o, d)
-    n = theta.shape[0]
     rng = np.random.default_rng(0)
     N = len(X)
     # offline probe set: preference-aware pseudo-labels on the probed users' rated items
@@ -133,7 +141,7 @@ def time_naive(cfg: dict, steps: int) -> float:
     for t in range(1, steps + 1):
         idx = rng.integers(N, size=B)
         x, y, m = X[idx], Y[idx], Mask[idx]
-        err = np.einsum("nmd,bd->nbm", theta, x) - y  # (n, B, o)
+        err = np.matmul(theta, x.T).transpose(0, 2, 1) - y  # (n, B, o)
         loss = (err**2 * m).sum(-1) / o  # (n, B)
         grad = np.einsum("nbm,bd->nbmd", 2.0 * err * m / o, x)  # (n, B, o, d)
         choice = np.where(rng.random(B) < TAU, pref[idx], loss.argmin(0))
@@ -142,7 +150,7 @@ def time_naive(cfg: dict, steps: int) -> float:
         for k in np.unique(choice):
             g[k] = chosen[choice == k].mean(0)
         j = rng.integers(len(pX), size=B_P)
-        perr = np.einsum("md,bd->bm", theta[PROBER], pX[j]) - pY[j]
+        perr = pX[j] @ theta[PROBER].T - pY[j]
         h = np.einsum("bm,bd->bmd", 2.0 * perr * pM[j] / o, pX[j]).mean(0)
         g[PROBER] = (g[PROBER] + P * h) / (1.0 + P)
         theta -= ETA / math.sqrt(t + 1) * (g + L2 * theta)

@@ -180,7 +180,9 @@ def mean_gradient(
     Computed in the dtype of ``X``.
     """
     if mask is not None and family.name == "masked_squared":
-        return _masked_mean_gradient(theta, X, T, mask)
+        k, b = np.nonzero(mask)
+        if len(k) <= X.shape[-2]:  # at most B rows in all: gathering them is cheaper
+            return _masked_mean_gradient(theta, X, T, mask, k, b)
     z = np.matmul(X, theta.swapaxes(-1, -2).astype(X.dtype, copy=False))
     r = family.residual(z, T)
     if mask is None:
@@ -191,17 +193,22 @@ def mean_gradient(
 
 
 def _masked_mean_gradient(
-    theta: np.ndarray, X: np.ndarray, T: np.ndarray, mask: np.ndarray
+    theta: np.ndarray,
+    X: np.ndarray,
+    T: np.ndarray,
+    mask: np.ndarray,
+    k: np.ndarray,
+    b: np.ndarray,
 ) -> np.ndarray:
-    """:func:`mean_gradient` of the masked loss from the masked-in rows only.
+    """:func:`mean_gradient` of the masked loss from the masked-in rows ``(k, b)`` only.
 
-    Wide targets make the padded layout costly (each learner's rows are mostly zeros), so
-    the rows with ``mask != 0`` are gathered (R of them), their logits taken from one
-    (R, d) x (d, K o) product, and ``g_k = sum_{rows of k} m r x^T / count_k`` formed as one
-    (o, R) x (R, K d) product with each row's covariates placed in its learner's block.
+    Wide targets make the padded layout costly (each learner's rows are mostly zeros). With
+    R <= B rows in all (one market's batch split among its learners), the rows are gathered,
+    their logits taken from one (R, d) x (d, K o) product, and
+    ``g_k = sum_{rows of k} m r x^T / count_k`` formed as one (o, R) x (R, K d) product with
+    each row's covariates placed in its learner's block.
     """
     K, o, d = theta.shape
-    k, b = np.nonzero(mask)
     R = len(k)
     if R == 0:
         return np.zeros(theta.shape, X.dtype)
