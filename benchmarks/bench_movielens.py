@@ -14,12 +14,15 @@ choose (tau, else lowest loss); average each learner's chosen users' slices of t
 loop over learners; for the prober form the (b_p, 200, d) tensor on its probe batch and mix
 ``(g + p h) / (1 + p)``; add the L2 term and step. It is vectorised over users and items
 (no per-user Python loop); what it does more is materialise gradient tensors that the
-library never forms (it computes ``g = R^T X / count``, one (200, B) x (B, d) product per
-learner, and losses only where they decide a choice).
+library never forms: the library computes each learner's gradient as one
+(200, R) x (R, n d) product over the R masked-in rows of the batch, ``g_k = r_k^T X_k / count``.
+Both compute every learner's masked loss on every batch user (the choice needs them).
 
-Measured: ``naive``; ``api`` (``ParallelEnv.step`` + ``act_all``, observation dicts
+Rates are CPU time (``time.process_time``), so that other processes on a shared machine
+slow every mode alike; the modes run interleaved, ``--repeats`` times. Measured: ``naive``;
+``api`` (``ParallelEnv.step`` + ``act_all``, observation dicts
 included); ``core`` (``MarketCore`` + ``act_arrays``, M = 1); ``core, M markets``
-(market-steps per second). The ratio is the median of each over ``--repeats`` runs.
+(market-steps per second). The ratio is of the medians.
 
     python benchmarks/bench_movielens.py
 """
@@ -71,10 +74,10 @@ def time_api(cfg: dict, steps: int) -> float:
     pols = dict(zip(env.possible_agents, policies_for(env.spec_info)))
     obs, _ = env.reset(seed=0)
     obs, *_ = env.step(act_all(pols, obs))  # the probe request and its answer
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(steps):
         obs, *_ = env.step(act_all(pols, obs))
-    return steps / (time.perf_counter() - start)
+    return steps / (time.process_time() - start)
 
 
 def time_core(cfg: dict, steps: int, n_markets: int = 1) -> float:
@@ -111,10 +114,10 @@ def time_core(cfg: dict, steps: int, n_markets: int = 1) -> float:
         return core.step(actions.reshape(M, n, -1).astype(np.float64))
 
     s = one_step(s)  # the probe request and its answer
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(steps):
         s = one_step(s)
-    return steps * n_markets / (time.perf_counter() - start)
+    return steps * n_markets / (time.process_time() - start)
 
 
 def time_naive(cfg: dict, steps: int) -> float:
@@ -137,7 +140,7 @@ def time_naive(cfg: dict, steps: int) -> float:
     pM = Mask[probe_users]
     B = cfg["users_per_step"]
 
-    start = time.perf_counter()
+    start = time.process_time()
     for t in range(1, steps + 1):
         idx = rng.integers(N, size=B)
         x, y, m = X[idx], Y[idx], Mask[idx]
@@ -154,13 +157,19 @@ def time_naive(cfg: dict, steps: int) -> float:
         h = np.einsum("bm,bd->bmd", 2.0 * perr * pM[j] / o, pX[j]).mean(0)
         g[PROBER] = (g[PROBER] + P * h) / (1.0 + P)
         theta -= ETA / math.sqrt(t + 1) * (g + L2 * theta)
-    return steps / (time.perf_counter() - start)
+    return steps / (time.process_time() - start)
 
 
-def measure(fn, cfg: dict, steps: int, repeats: int, *extra) -> tuple[float, float]:
-    fn(cfg, 50, *extra)  # warm up (population, caches)
-    rates = [fn(cfg, steps, *extra) for _ in range(repeats)]
-    return statistics.median(rates), max(rates)
+def measure(rows: list, cfg: dict, repeats: int) -> list[tuple[float, float]]:
+    """Median and best rate of each ``(fn, steps, extra)``, the modes interleaved per repeat
+    so that a change in machine load hits every mode alike."""
+    for fn, _, extra in rows:
+        fn(cfg, 50, *extra)  # warm up (population, caches)
+    rates: list[list[float]] = [[] for _ in rows]
+    for _ in range(repeats):
+        for i, (fn, steps, extra) in enumerate(rows):
+            rates[i].append(fn(cfg, steps, *extra))
+    return [(statistics.median(r), max(r)) for r in rates]
 
 
 def main() -> None:
@@ -182,16 +191,18 @@ def main() -> None:
         f"{time.perf_counter() - start:.1f} s"
     )
     print(f"{'mode':<40}{'median steps/s':>16}{'best':>10}{'x naive':>9}")
-    naive, best = measure(time_naive, cfg, max(200, args.steps // 4), args.repeats)
-    print(f"{'naive (full gradient tensors)':<40}{naive:>16,.0f}{best:>10,.0f}{1:>9.1f}")
     rows = [
-        ("api (ParallelEnv + MSGD-P policies)", time_api, ()),
-        ("core, no API layer (M = 1)", time_core, (1,)),
+        ("naive (full gradient tensors)", time_naive, max(100, args.steps // 4), ()),
+        ("api (ParallelEnv + MSGD-P policies)", time_api, args.steps, ()),
+        ("core, no API layer (M = 1)", time_core, args.steps, (1,)),
     ]
-    rows += [(f"core, M = {m} markets", time_core, (m,)) for m in args.markets]
-    for name, fn, extra in rows:
-        steps = args.steps if not extra or extra[0] == 1 else max(100, args.steps // extra[0] * 4)
-        med, best = measure(fn, cfg, steps, args.repeats, *extra)
+    rows += [
+        (f"core, M = {m} markets", time_core, max(100, args.steps // m * 4), (m,))
+        for m in args.markets
+    ]
+    results = measure([r[1:] for r in rows], cfg, args.repeats)
+    naive = results[0][0]
+    for (name, *_), (med, best) in zip(rows, results):
         print(f"{name:<40}{med:>16,.0f}{best:>10,.0f}{med / naive:>9.1f}")
 
 

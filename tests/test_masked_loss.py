@@ -13,10 +13,10 @@ from choicemarket.envs.core.losses import (
     mean_gradient,
 )
 
-O, D = 7, 3
+N_ITEMS, D = 7, 3
 
 
-def _ratings(rng: np.random.Generator, n: int, o: int = O, density: float = 0.4) -> np.ndarray:
+def _ratings(rng: np.random.Generator, n: int, o: int = N_ITEMS, density=0.4) -> np.ndarray:
     R = np.round(2 * rng.uniform(0.5, 5.0, size=(n, o))) / 2
     R[rng.random((n, o)) > density] = np.nan
     R[np.isnan(R).all(1), 0] = 3.0  # every user rated something
@@ -28,13 +28,13 @@ def test_targets_and_loss_match_the_definition(normalise):
     rng = np.random.default_rng(0)
     R = _ratings(rng, 30)
     family = loss_family("masked_regression", {"normalise": normalise})
-    T = family.targets(R, O)
-    assert T.shape == (30, 2 * O) and family.target_dim(O) == 2 * O
-    assert family.n_outputs(O) == O and not family.is_classification
-    z = rng.normal(size=(30, O)) + 3
+    T = family.targets(R, N_ITEMS)
+    assert T.shape == (30, 2 * N_ITEMS) and family.target_dim(N_ITEMS) == 2 * N_ITEMS
+    assert family.n_outputs(N_ITEMS) == N_ITEMS and not family.is_classification
+    z = rng.normal(size=(30, N_ITEMS)) + 3
     rated = ~np.isnan(R)
     sq = np.where(rated, (z - np.nan_to_num(R)) ** 2, 0.0).sum(1)
-    expected = sq / O if normalise == "items" else sq / rated.sum(1)
+    expected = sq / N_ITEMS if normalise == "items" else sq / rated.sum(1)
     np.testing.assert_allclose(family.loss(z, T), expected, rtol=1e-12)
 
 
@@ -61,8 +61,8 @@ def test_mean_gradient_matches_finite_differences(normalise, layout):
     K, B = 3, 12
     family = loss_family("masked_regression", {"normalise": normalise})
     X = rng.normal(size=(K, B, D))
-    T = np.stack([family.targets(_ratings(rng, B), O) for _ in range(K)])
-    theta = rng.normal(size=(K, O, D))
+    T = np.stack([family.targets(_ratings(rng, B), N_ITEMS) for _ in range(K)])
+    theta = rng.normal(size=(K, N_ITEMS, D))
     if layout == "padded":  # more rows than B in all: the padded path
         mask = (rng.random((K, B)) < 0.7).astype(float)
     elif layout == "compact":  # each position belongs to one learner, as in a market
@@ -79,9 +79,9 @@ def test_mean_gradient_matches_finite_differences(normalise, layout):
             z = X[k] @ th.T
             return (family.loss(z, T[k]) * m[k]).sum() / max(m[k].sum(), 1)
 
-        fd = np.zeros((O, D))
-        for idx in np.ndindex(O, D):
-            e = np.zeros((O, D))
+        fd = np.zeros((N_ITEMS, D))
+        for idx in np.ndindex(N_ITEMS, D):
+            e = np.zeros((N_ITEMS, D))
             e[idx] = eps
             fd[idx] = (risk(theta[k] + e) - risk(theta[k] - e)) / (2 * eps)
         np.testing.assert_allclose(g[k], fd, rtol=1e-6, atol=1e-9)
@@ -92,7 +92,7 @@ def test_gradient_paths_agree_and_empty_learner_is_zero():
     K, B = 4, 20
     X = rng.normal(size=(K, B, D))
     T = np.stack([masked_targets(_ratings(rng, B)) for _ in range(K)])
-    theta = rng.normal(size=(K, O, D))
+    theta = rng.normal(size=(K, N_ITEMS, D))
     owner = rng.integers(K - 1, size=B)  # learner K-1 gets nobody
     mask = (owner[None, :] == np.arange(K)[:, None]).astype(float)
     fast = mean_gradient(MASKED_SQUARED, theta, X, T, mask)
@@ -111,8 +111,8 @@ def test_fit_erm_is_the_minimiser(normalise):
     R = _ratings(rng, N)
     X = rng.normal(size=(N, D))
     family = loss_family("masked_regression", {"normalise": normalise})
-    T = family.targets(R, O)
-    theta = fit_erm(family, X, T, l2, O)
+    T = family.targets(R, N_ITEMS)
+    theta = fit_erm(family, X, T, l2, N_ITEMS)
     g = mean_gradient(family, theta[None], X[None], T[None], np.ones((1, N)))[0]
     np.testing.assert_allclose(g + l2 * theta, 0.0, atol=1e-10)
 
@@ -122,8 +122,8 @@ def test_fit_erm_is_the_minimiser(normalise):
     best = objective(theta)
     for _ in range(5):
         assert objective(theta + 1e-3 * rng.normal(size=theta.shape)) > best
-    w = T[:, O:]
-    for j in range(O):  # weighted ridge of output j alone, by lstsq on an augmented system
+    w = T[:, N_ITEMS:]
+    for j in range(N_ITEMS):  # weighted ridge of output j alone, by lstsq on an augmented system
         s = np.sqrt(w[:, j] / N)
         A = np.vstack([s[:, None] * X, np.sqrt(l2 / 2) * np.eye(D)])
         y = np.r_[s * np.nan_to_num(R[:, j]), np.zeros(D)]
@@ -134,7 +134,7 @@ def test_fit_erm_with_an_unrated_output_and_no_l2():
     rng = np.random.default_rng(4)
     R = _ratings(rng, 50)
     R[:, 2] = np.nan
-    theta = fit_erm(MASKED_SQUARED, rng.normal(size=(50, D)), masked_targets(R), 0.0, O)
+    theta = fit_erm(MASKED_SQUARED, rng.normal(size=(50, D)), masked_targets(R), 0.0, N_ITEMS)
     assert np.all(np.isfinite(theta))
     np.testing.assert_allclose(theta[2], 0.0, atol=1e-12)
 
@@ -143,9 +143,9 @@ def test_pseudo_targets_keep_the_probed_users_weights():
     rng = np.random.default_rng(5)
     T_train = masked_targets(_ratings(rng, 40), "rated")
     users = rng.integers(40, size=(2, 9))
-    z = rng.normal(size=(2, 9, O))
+    z = rng.normal(size=(2, 9, N_ITEMS))
     P = MASKED_SQUARED.pseudo_targets(z, True, T_train, users)
-    np.testing.assert_array_equal(P[..., :O], z)
-    np.testing.assert_array_equal(P[..., O:], T_train[users][..., O:])
+    np.testing.assert_array_equal(P[..., :N_ITEMS], z)
+    np.testing.assert_array_equal(P[..., N_ITEMS:], T_train[users][..., N_ITEMS:])
     everything = MASKED_SQUARED.pseudo_targets(z, True)
-    np.testing.assert_array_equal(everything[..., O:], 1.0 / O)
+    np.testing.assert_array_equal(everything[..., N_ITEMS:], 1.0 / N_ITEMS)
