@@ -11,6 +11,8 @@ from choicemarket.envs.core.losses import (
     loss_family,
     masked_targets,
     mean_gradient,
+    quadratic_risk,
+    quadratic_stats,
 )
 
 N_ITEMS, D = 7, 3
@@ -149,3 +151,13 @@ def test_pseudo_targets_keep_the_probed_users_weights():
     np.testing.assert_array_equal(P[..., N_ITEMS:], T_train[users][..., N_ITEMS:])
     everything = MASKED_SQUARED.pseudo_targets(z, True)
     np.testing.assert_array_equal(everything[..., N_ITEMS:], 1.0 / N_ITEMS)
+
+
+@pytest.mark.parametrize("normalise", ["items", "rated"])
+def test_quadratic_risk_is_the_mean_loss(normalise):
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(200, D))
+    T = masked_targets(_ratings(rng, 200), normalise)
+    theta = rng.normal(size=(2, 4, N_ITEMS, D))  # any leading axes
+    direct = MASKED_SQUARED.loss(np.einsum("mkod,nd->mkno", theta, X), T).mean(-1)
+    np.testing.assert_allclose(quadratic_risk(theta, quadratic_stats(X, T)), direct, rtol=1e-10)

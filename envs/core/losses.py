@@ -261,6 +261,27 @@ def fit_erm(
     return res.x.reshape(n_outputs, d)
 
 
+def quadratic_stats(X: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Sufficient statistics of the mean masked loss over users ``X`` (N, d), ``T`` (N, 2o):
+    ``S_j = mean_i w_ij x_i x_i^T`` (o, d, d), ``b_j = mean_i w_ij y_ij x_i`` (o, d) and
+    ``c = mean_i sum_j w_ij y_ij^2``, so that the risk is a quadratic in theta."""
+    N, d = X.shape
+    o = T.shape[1] // 2
+    Y, W = T[:, :o], T[:, o:]
+    outer = (X[:, :, None] * X[:, None, :]).reshape(N, d * d)
+    S = (W.T @ outer).reshape(o, d, d) / N
+    b = (W * Y).T @ X / N
+    return S, b, float((W * Y * Y).sum() / N)
+
+
+def quadratic_risk(theta: np.ndarray, stats: tuple[np.ndarray, np.ndarray, float]) -> np.ndarray:
+    """Mean masked loss of parameters ``theta`` (..., o, d) from :func:`quadratic_stats`:
+    ``sum_j theta_j^T S_j theta_j - 2 theta_j^T b_j + c``, in O(o d^2) instead of O(N o d)."""
+    S, b, c = stats
+    quad = np.einsum("...oi,oij,...oj->...", theta, S, theta)
+    return np.maximum(quad - 2.0 * np.einsum("...oi,oi->...", theta, b) + c, 0.0)
+
+
 def _fit_masked_ridge(X: np.ndarray, T: np.ndarray, l2: float) -> np.ndarray:
     """Exact ERM of the masked loss: one weighted ridge per output j over the users who rated
     it, ``(2/N sum_i w_ij x_i x_i^T + l2 I) theta_j = 2/N sum_i w_ij y_ij x_i`` -> (o, d)."""

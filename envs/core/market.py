@@ -21,7 +21,7 @@ import numpy as np
 
 from .actions import ActionLayout
 from .config import MarketConfig
-from .losses import logits, loss_family
+from .losses import logits, loss_family, quadratic_risk
 from .population import Population, build_population, check_preferences, dataset_for
 from .spec import MarketSpec
 from .state import MarketState
@@ -225,6 +225,11 @@ class MarketCore:
     def evaluate(self) -> None:
         """Full-population risk (and accuracy) of every learner on the test users."""
         s, pop = self.state, self.population
+        if pop.test_stats is not None:  # a quadratic risk: from sufficient statistics
+            s.global_loss = quadratic_risk(s.theta, pop.test_stats)
+            s.global_accuracy = np.full(s.global_loss.shape, math.nan)
+            s.eval_step = s.step
+            return
         z = logits(s.theta, pop.X_test)  # (M, n, N_test, o)
         s.global_loss = pop.family.loss(z, pop.T_test).mean(-1)
         if pop.family.is_classification:
