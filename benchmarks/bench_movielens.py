@@ -177,7 +177,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--users", type=int, default=N_USERS)
-    parser.add_argument("--markets", type=int, nargs="*", default=[25])
+    parser.add_argument("--markets", type=int, nargs="*", default=[5])
     args = parser.parse_args()
     cfg = market(args.users)
     print(
