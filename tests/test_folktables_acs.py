@@ -190,8 +190,17 @@ def test_missing_file_names_the_exact_path_and_the_source(tmp_path, monkeypatch)
         message
     )
     assert "download=True" in message
-    with pytest.raises(FileNotFoundError, match=ENV_VAR):
+    with pytest.raises(ValueError, match=ENV_VAR):  # MissingDataFile is both
         load_dataset("acs-employment")
+
+
+def test_command_line_reports_a_missing_file(tmp_path, monkeypatch, capsys):
+    from choicemarket.cli import main
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    rc = main(["run", "--dataset", "acs-employment", "--steps", "2", "--no-progress"])
+    assert rc == 2
+    assert "psam_p01.csv" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

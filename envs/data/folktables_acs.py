@@ -9,8 +9,8 @@ folktables' definitions: ``acs-income-folk`` (ACSIncome), ``acs-public-coverage`
 The file is the Census Bureau's person CSV in folktables' layout,
 ``<root>/<year>/<horizon>/psam_p<FIPS>.csv`` (``ss<yy>p<state>.csv`` before 2017), e.g.
 ``<root>/2018/1-Year/psam_p01.csv`` for Alabama. ``root`` is the ``root`` dataset option, else
-the environment variable ``CHOICEMARKET_ACS_ROOT``. A missing file raises FileNotFoundError
-naming the path and where to get it.
+the environment variable ``CHOICEMARKET_ACS_ROOT``. A missing file raises ``MissingDataFile``
+(a ``FileNotFoundError`` and a ``ValueError``) naming the path and where to get it.
 
 The CSV is read directly (the standard library's ``csv``), with the same feature/label
 definitions as folktables, so folktables itself is not needed: missing values (blank cells)
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .preprocess import check_bool, design_matrix
+from .preprocess import MissingDataFile, check_bool, design_matrix
 from .registry import Dataset, register_dataset
 
 ENV_VAR = "CHOICEMARKET_ACS_ROOT"
@@ -235,7 +235,7 @@ def load_folktables_task(
         root = os.environ.get(ENV_VAR)
         if not root:
             example = pums_path("ROOT", abbrevs[0], year, horizon)
-            raise FileNotFoundError(
+            raise MissingDataFile(
                 f"{task} needs ACS PUMS person files: pass dataset_options={{'root': ROOT}} or "
                 f"set {ENV_VAR}; the file is read from {example}. "
                 + _download_hint(abbrevs[0], year, horizon)
@@ -246,7 +246,7 @@ def load_folktables_task(
     for abbrev in abbrevs:
         file = pums_path(root, abbrev, year, horizon)
         if not file.is_file():
-            raise FileNotFoundError(
+            raise MissingDataFile(
                 f"{task}: ACS PUMS person file not found: {file}. "
                 + _download_hint(abbrev, year, horizon)
             )

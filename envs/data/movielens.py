@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .preprocess import MissingDataFile
 from .ratings import check_int, check_normalise, ratings_dataset
 from .registry import Dataset, register_dataset
 
@@ -41,12 +42,13 @@ DOWNLOAD = (
 def resolve_path(path: str | os.PathLike | None) -> Path:
     """The ratings file named by ``path`` (a file or a folder) or by ``$CHOICEMARKET_MOVIELENS``.
 
-    Raises ``FileNotFoundError`` naming every place looked at and how to get the data.
+    Raises ``MissingDataFile`` (a ``FileNotFoundError`` and a ``ValueError``) naming every
+    place looked at and how to get the data.
     """
     if path is None:
         path = os.environ.get(ENV_VAR)
         if not path:
-            raise FileNotFoundError(
+            raise MissingDataFile(
                 f"movielens needs a ratings file: no 'path' dataset option and {ENV_VAR} is "
                 f"not set. {DOWNLOAD}"
             )
@@ -60,8 +62,8 @@ def resolve_path(path: str | os.PathLike | None) -> Path:
             if (p / name).is_file():
                 return p / name
         tried = ", ".join(str(p / n) for n in FILE_NAMES)
-        raise FileNotFoundError(f"movielens: no ratings file at {tried}. {DOWNLOAD}")
-    raise FileNotFoundError(f"movielens: {p} does not exist. {DOWNLOAD}")
+        raise MissingDataFile(f"movielens: no ratings file at {tried}. {DOWNLOAD}")
+    raise MissingDataFile(f"movielens: {p} does not exist. {DOWNLOAD}")
 
 
 @functools.lru_cache(maxsize=4)
