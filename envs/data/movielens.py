@@ -8,8 +8,8 @@ The file is read offline from ``path`` (or the directory in the environment vari
 
 ``path`` may name the file or a directory holding one of them. The ``n_items`` most-rated
 movies are kept (ties: lower movie id first), columns in increasing movie id; every user with
-at least one rating among them is a user (69,474 users for ml-10M and 200 movies, as in the
-paper). Targets are the ratings as ``n_items`` masked outputs (the masked multi-output squared
+at least one rating among them is a user (the paper reports 69,474 users for ml-10M and 200
+movies). Targets are the ratings as ``n_items`` masked outputs (the masked multi-output squared
 loss, normalised by ``n_items`` or by the number rated: ``normalise``). Covariates are the
 user factors of a rank-``rank`` biased factorisation of the kept ratings, fitted by
 alternating least squares (:mod:`.ratings` says how this differs from the Surprise SVD the

@@ -8,11 +8,12 @@ A stand-in for MovieLens (which may not be redistributed), generated determinist
 
 on the half-star scale 0.5, 1, ..., 5. Which ratings are observed follows a popularity model:
 ``P(u rated i) = min(1, activity_u * popularity_i)`` with log-normal activity and Zipf-like
-popularity, scaled to a mean density ``density`` (about 0.19 for the 200 most-rated movies of
-MovieLens-10M). Users with no observed rating are redrawn as having rated their most likely
-item. Covariates are then built exactly as for MovieLens: a rank-``rank`` biased
-factorisation of the *observed* ratings (see :mod:`.ratings`), so the learners never see the
-latent tastes. ``groups`` holds each user's taste group (``preferences="category"``).
+popularity, scaled to a mean density ``density``. A user left with no observed rating is
+given its most likely item. Covariates are then built exactly as for MovieLens: a
+rank-``rank`` biased factorisation of the *observed* ratings (see :mod:`.ratings`), so the
+learners never see the latent tastes. ``groups`` holds each user's taste group
+(``preferences="category"``). ``s`` = 0.5, ``m_g`` ~ N(0, ``group_separation``^2 I), item
+biases ~ N(0, 0.4^2), user biases ~ N(0, 0.3^2), noise ~ N(0, ``noise``^2).
 """
 
 from __future__ import annotations
