@@ -41,7 +41,8 @@ Observation space
     - ``params`` (n_params,): its parameters, the (o, d) matrix flattened row-major;
     - ``covariates`` (B, d), ``targets`` (B, t), ``mask`` (B,): the current batch with the
       users who chose it at their batch positions (``mask`` 1) and zeros in every other
-      position (targets: the label, P(y=1), or one-hot);
+      position (targets: the label, P(y=1), one-hot, or for the masked multi-output loss
+      the ratings followed by per-output weights, 0 where unrated);
     - ``probe_covariates`` (N_probe, d), ``probe_targets`` (N_probe, t), ``probe_mask``
       (N_probe,): the last probe response (all zero before any);
     - ``share`` (1,): the fraction of the batch that chose it; ``local_loss`` (1,): the mean

@@ -4,8 +4,10 @@ Parameters are ``theta`` with shape ``(..., n, o, d)`` (n learners, o outputs, d
 covariates ``X`` have shape ``(..., B, d)``. Logits are ``z = X theta^T`` with shape
 ``(..., n, B, o)``. Labels enter as *targets* ``T`` of shape ``(..., B, t)``:
 the value for squared loss, the probability of class 1 for logistic loss, a probability vector
-(one-hot for hard labels) for softmax cross-entropy. Every family has ``dl/dz = residual(z, T)``,
-so the mean gradient over a set of users is ``residual^T X / count``.
+(one-hot for hard labels) for softmax cross-entropy, and for the masked multi-output squared
+loss the ratings followed by per-output weights, ``T = [y | w]`` (see :data:`MASKED_SQUARED`).
+Every family has ``dl/dz = residual(z, T)``, so the mean gradient over a set of users is
+``residual^T X / count``.
 """
 
 from __future__ import annotations
@@ -24,32 +26,54 @@ def logits(theta: np.ndarray, X: np.ndarray) -> np.ndarray:
 _sigmoid = special.expit
 
 
+NORMALISATIONS: tuple[str, ...] = ("items", "rated")
+
+
 @dataclass(frozen=True)
 class LossFamily:
-    """One loss family. ``n_outputs`` and ``target_dim`` depend on the number of classes."""
+    """One loss family. ``n_outputs`` and ``target_dim`` depend on the number of classes
+    (for the masked multi-output family: on the number of outputs, passed the same way).
+
+    ``normalise`` matters only for ``masked_squared``: ``"items"`` divides a user's summed
+    squared error by the number of outputs o, ``"rated"`` by the number of outputs it rated.
+    """
 
     name: str
+    normalise: str = "items"
 
     def n_outputs(self, n_classes: int) -> int:
-        return n_classes if self.name == "softmax" else 1
+        return n_classes if self.name in ("softmax", "masked_squared") else 1
 
     def target_dim(self, n_classes: int) -> int:
-        return self.n_outputs(n_classes)
+        o = self.n_outputs(n_classes)
+        return 2 * o if self.name == "masked_squared" else o
 
     @property
     def is_classification(self) -> bool:
-        return self.name != "squared"
+        return self.name not in ("squared", "masked_squared")
 
     def targets(self, y: np.ndarray, n_classes: int) -> np.ndarray:
-        """Labels (N,) -> targets (N, t): value, P(y=1), or one-hot."""
+        """Labels (N,) -> targets (N, t): value, P(y=1), or one-hot.
+
+        Masked: ratings (N, o) with NaN where unrated -> ``[y | w]`` (N, 2o), ``y`` 0 where
+        unrated, ``w = 1/o`` (``"items"``) or ``1/n_rated`` (``"rated"``) where rated, else 0.
+        """
         if self.name == "softmax":
             return np.eye(n_classes)[y]
+        if self.name == "masked_squared":
+            return masked_targets(y, self.normalise)
         return np.asarray(y, dtype=np.float64)[:, None]
 
     def loss(self, z: np.ndarray, T: np.ndarray) -> np.ndarray:
         """Per-user loss, summed over the output axis: (..., o) -> (...)."""
         if self.name == "squared":
             return np.square(z - T).sum(-1)
+        if self.name == "masked_squared":
+            o = z.shape[-1]
+            e = z - T[..., :o]
+            e *= e
+            e *= T[..., o:]
+            return np.add.reduce(e, -1)
         if self.name == "logistic":
             z = z[..., 0]  # softplus(z) - q z, with softplus written stably and cheaply
             return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z))) - T[..., 0] * z
@@ -61,6 +85,9 @@ class LossFamily:
         """``dl/dz``: 2(z - y), sigmoid(z) - q, or softmax(z) - q."""
         if self.name == "squared":
             return 2.0 * (z - T)
+        if self.name == "masked_squared":
+            o = z.shape[-1]
+            return 2.0 * (z - T[..., :o]) * T[..., o:]
         if self.name == "logistic":
             return _sigmoid(z) - T
         e = np.exp(z - z.max(-1, keepdims=True))
@@ -70,14 +97,34 @@ class LossFamily:
         """Predicted label: the value (regression), z > 0 (binary), argmax (multiclass)."""
         if self.name == "squared":
             return z[..., 0]
+        if self.name == "masked_squared":
+            return z
         if self.name == "logistic":
             return (z[..., 0] > 0).astype(np.int64)
         return z.argmax(-1)
 
-    def pseudo_targets(self, z: np.ndarray, hard: bool) -> np.ndarray:
-        """Targets from aggregated peer logits: the value; hard sign/argmax or soft link."""
+    def pseudo_targets(
+        self,
+        z: np.ndarray,
+        hard: bool,
+        users_T: np.ndarray | None = None,
+        users: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Targets from aggregated peer logits: the value; hard sign/argmax or soft link.
+
+        Masked: the peers' predicted ratings on the outputs the probed user rated, with that
+        user's own weights (``users_T[users]`` holds them), as the published experiments did:
+        ``[z | w_user]``. Without ``users_T``, every output with weight ``1/o``.
+        """
         if self.name == "squared":
             return z
+        if self.name == "masked_squared":
+            o = z.shape[-1]
+            if users_T is None:
+                w = np.full(z.shape, 1.0 / o)
+            else:
+                w = users_T[users][..., o:]
+            return np.concatenate([z, w], axis=-1)
         if self.name == "logistic":
             return (z > 0).astype(np.float64) if hard else _sigmoid(z)
         if hard:
@@ -90,7 +137,33 @@ LOSSES = {
     "regression": LossFamily("squared"),
     "binary": LossFamily("logistic"),
     "multiclass": LossFamily("softmax"),
+    "masked_regression": LossFamily("masked_squared"),
 }
+MASKED_SQUARED = LOSSES["masked_regression"]
+"""Masked multi-output squared loss: ``l = sum_j w_j (theta_j^T x - y_j)^2`` over outputs j,
+``w_j = 0`` for unrated outputs and ``1/o`` (or ``1/n_rated``) for rated ones."""
+
+
+def loss_family(task: str, options: dict | None = None) -> LossFamily:
+    """The loss family of a dataset's ``task``; ``options`` may set ``normalise`` (masked)."""
+    family = LOSSES[task]
+    normalise = (options or {}).get("normalise")
+    if family.name == "masked_squared" and normalise is not None and normalise != "items":
+        return LossFamily("masked_squared", normalise=normalise)
+    return family
+
+
+def masked_targets(ratings: np.ndarray, normalise: str = "items") -> np.ndarray:
+    """Ratings (N, o), NaN where unrated -> targets ``[y | w]`` (N, 2o) of the masked loss."""
+    if normalise not in NORMALISATIONS:
+        raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {normalise!r}")
+    R = np.asarray(ratings, dtype=np.float64)
+    rated = ~np.isnan(R)
+    if normalise == "items":
+        w = rated / R.shape[1]
+    else:
+        w = rated / np.maximum(rated.sum(1, keepdims=True), 1)
+    return np.concatenate([np.where(rated, R, 0.0), w], axis=1)
 
 
 def mean_gradient(
@@ -106,6 +179,10 @@ def mean_gradient(
     -> (K, o, d): ``g_k = sum_b m_kb dl/dz_kb x_kb^T / max(1, sum_b m_kb)``.
     Computed in the dtype of ``X``.
     """
+    if mask is not None and family.name == "masked_squared":
+        k, b = np.nonzero(mask)
+        if len(k) <= X.shape[-2]:  # at most B rows in all: gathering them is cheaper
+            return _masked_mean_gradient(theta, X, T, mask, k, b)
     z = np.matmul(X, theta.swapaxes(-1, -2).astype(X.dtype, copy=False))
     r = family.residual(z, T)
     if mask is None:
@@ -113,6 +190,40 @@ def mean_gradient(
     r *= mask[..., None]
     count = np.maximum(np.add.reduce(mask, -1), 1.0)
     return np.matmul(r.swapaxes(-1, -2), X) / count[:, None, None]
+
+
+def _masked_mean_gradient(
+    theta: np.ndarray,
+    X: np.ndarray,
+    T: np.ndarray,
+    mask: np.ndarray,
+    k: np.ndarray,
+    b: np.ndarray,
+) -> np.ndarray:
+    """:func:`mean_gradient` of the masked loss from the masked-in rows ``(k, b)`` only.
+
+    Wide targets make the padded layout costly (each learner's rows are mostly zeros). With
+    R <= B rows in all (one market's batch split among its learners), the rows are gathered,
+    their logits taken from one (R, d) x (d, K o) product, and
+    ``g_k = sum_{rows of k} m r x^T / count_k`` formed as one (o, R) x (R, K d) product with
+    each row's covariates placed in its learner's block.
+    """
+    K, o, d = theta.shape
+    R = len(k)
+    if R == 0:
+        return np.zeros(theta.shape, X.dtype)
+    Xr, Tr = X[k, b], T[k, b]
+    rows = np.arange(R)
+    w = theta.astype(X.dtype, copy=False).reshape(K * o, d)
+    z = (Xr @ w.T).reshape(R, K, o)[rows, k]  # (R, o): each row's own learner
+    z -= Tr[:, :o]
+    z *= Tr[:, o:]
+    z *= 2.0 * mask[k, b][:, None]
+    placed = np.zeros((R, K, d), X.dtype)
+    placed[rows, k] = Xr
+    g = (z.T @ placed.reshape(R, K * d)).reshape(o, K, d).transpose(1, 0, 2)
+    count = np.maximum(np.add.reduce(mask, -1), 1.0)
+    return g / count[:, None, None]
 
 
 def fit_erm(
@@ -126,6 +237,8 @@ def fit_erm(
     N, d = X.shape
     if N == 0:
         return np.zeros((n_outputs, d))
+    if family.name == "masked_squared":
+        return _fit_masked_ridge(X, T, l2)
     if family.name == "squared":
         A = 2.0 * X.T @ X / N + l2 * np.eye(d)
         b = 2.0 * X.T @ T / N
@@ -146,3 +259,39 @@ def fit_erm(
         options={"maxiter": 5000, "gtol": 1e-9, "ftol": 1e-14},
     )
     return res.x.reshape(n_outputs, d)
+
+
+def quadratic_stats(X: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Sufficient statistics of the mean masked loss over users ``X`` (N, d), ``T`` (N, 2o):
+    ``S_j = mean_i w_ij x_i x_i^T`` (o, d, d), ``b_j = mean_i w_ij y_ij x_i`` (o, d) and
+    ``c = mean_i sum_j w_ij y_ij^2``, so that the risk is a quadratic in theta."""
+    N, d = X.shape
+    o = T.shape[1] // 2
+    Y, W = T[:, :o], T[:, o:]
+    outer = (X[:, :, None] * X[:, None, :]).reshape(N, d * d)
+    S = (W.T @ outer).reshape(o, d, d) / N
+    b = (W * Y).T @ X / N
+    return S, b, float((W * Y * Y).sum() / N)
+
+
+def quadratic_risk(theta: np.ndarray, stats: tuple[np.ndarray, np.ndarray, float]) -> np.ndarray:
+    """Mean masked loss of parameters ``theta`` (..., o, d) from :func:`quadratic_stats`:
+    ``sum_j theta_j^T S_j theta_j - 2 theta_j^T b_j + c``, in O(o d^2) instead of O(N o d)."""
+    S, b, c = stats
+    quad = np.einsum("...oi,oij,...oj->...", theta, S, theta)
+    return np.maximum(quad - 2.0 * np.einsum("...oi,oi->...", theta, b) + c, 0.0)
+
+
+def _fit_masked_ridge(X: np.ndarray, T: np.ndarray, l2: float) -> np.ndarray:
+    """Exact ERM of the masked loss: one weighted ridge per output j over the users who rated
+    it, ``(2/N sum_i w_ij x_i x_i^T + l2 I) theta_j = 2/N sum_i w_ij y_ij x_i`` -> (o, d)."""
+    N, d = X.shape
+    o = T.shape[1] // 2
+    Y, W = T[:, :o], T[:, o:]
+    outer = (X[:, :, None] * X[:, None, :]).reshape(N, d * d)
+    A = (2.0 / N) * (W.T @ outer).reshape(o, d, d) + l2 * np.eye(d)
+    b = (2.0 / N) * ((W * Y).T @ X)
+    try:
+        return np.linalg.solve(A, b[..., None])[..., 0]
+    except np.linalg.LinAlgError:  # an output nobody rated with l2 = 0: least-norm solution
+        return np.stack([np.linalg.lstsq(A[j], b[j], rcond=None)[0] for j in range(o)])

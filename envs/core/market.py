@@ -23,7 +23,7 @@ from .actions import ActionLayout
 from .choice import make_behaviour
 from .config import MarketConfig
 from .entry import EntryExit, is_enabled, slot_count
-from .losses import LOSSES, logits
+from .losses import logits, loss_family, quadratic_risk
 from .population import Population, build_population, check_preferences, dataset_for
 from .spec import MarketSpec
 from .state import MarketState
@@ -67,7 +67,7 @@ class MarketCore:
         self.n_markets = n_markets = int(n_markets)
         data = dataset_for(config)
         check_preferences(config, data)  # fail at construction, not at the first reset
-        family = LOSSES[data.task]
+        family = loss_family(data.task, data.extra)
         o = family.n_outputs(data.n_classes)
         self.spec = MarketSpec(
             n_learners=slot_count(config),
@@ -255,7 +255,8 @@ class MarketCore:
         s.probe_X[m, k] = Xp
         s.probe_users[m, k] = idx
         s.probe_peer[m, k] = np.where(single[:, None], intended, -1)
-        s.probe_T[m, k] = pop.family.pseudo_targets(z, hard=cfg.probe_labels == "hard")
+        hard = cfg.probe_labels == "hard"
+        s.probe_T[m, k] = pop.family.pseudo_targets(z, hard, pop.T_train, idx)
         s.probe_valid[m, k] = True
         s.probe_version += 1
         s.probe_queries[m, k] = np.where(single, Np, Np * n_named)
@@ -264,6 +265,11 @@ class MarketCore:
     def evaluate(self) -> None:
         """Full-population risk (and accuracy) of every learner on the test users."""
         s, pop = self.state, self.population
+        if pop.test_stats is not None:  # a quadratic risk: from sufficient statistics
+            s.global_loss = quadratic_risk(s.theta, pop.test_stats)
+            s.global_accuracy = np.full(s.global_loss.shape, math.nan)
+            s.eval_step = s.step
+            return
         z = logits(s.theta, pop.X_test)  # (M, n, N_test, o)
         s.global_loss = pop.family.loss(z, pop.T_test).mean(-1)
         if pop.family.is_classification:

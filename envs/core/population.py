@@ -16,7 +16,7 @@ from sklearn.cluster import KMeans
 from ..data import load_dataset
 from ..data.registry import Dataset
 from .config import MarketConfig
-from .losses import LOSSES, LossFamily, fit_erm, logits
+from .losses import LossFamily, fit_erm, logits, loss_family, quadratic_stats
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Population:
     partition_theta: np.ndarray  # (n, o, d) regularised ERM on each preference partition
     baseline_loss: float  # on the test users
     baseline_accuracy: float  # nan for regression
+    test_stats: tuple | None = None  # masked loss: quadratic_stats of the test users
 
 
 @lru_cache(maxsize=16)
@@ -111,7 +112,7 @@ def _kmeans(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
 def build_population(config: MarketConfig, seed: int) -> Population:
     """Split, preferences and reference ERMs for ``config`` from ``seed``."""
     data = dataset_for(config)
-    family = LOSSES[data.task]
+    family = loss_family(data.task, data.extra)
     rng = np.random.default_rng(seed)
     N = data.n_users
     n_test = min(max(1, round(config.test_fraction * N)), N - 1)
@@ -149,4 +150,7 @@ def build_population(config: MarketConfig, seed: int) -> Population:
         partition_theta=partition,
         baseline_loss=loss,
         baseline_accuracy=acc,
+        test_stats=(
+            quadratic_stats(data.X[test], T[test]) if family.name == "masked_squared" else None
+        ),
     )

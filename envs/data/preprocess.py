@@ -30,3 +30,9 @@ def design_matrix(
     if intercept:
         return np.hstack([Z, np.ones((Z.shape[0], 1))]), (*names, "intercept")
     return Z, tuple(names)
+
+
+class MissingDataFile(FileNotFoundError, ValueError):
+    """A data file the user must supply is not where the options say; the message names the
+    path and how to obtain the file. A ``ValueError`` too, so bad options and missing files
+    are reported alike (e.g. by the command line)."""

@@ -13,8 +13,8 @@ from typing import Literal
 
 import numpy as np
 
-Task = Literal["regression", "binary", "multiclass"]
-TASKS: tuple[str, ...] = ("regression", "binary", "multiclass")
+Task = Literal["regression", "binary", "multiclass", "masked_regression"]
+TASKS: tuple[str, ...] = ("regression", "binary", "multiclass", "masked_regression")
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,9 @@ class Dataset:
     ``task`` picks the loss: ``regression`` (squared loss, float labels), ``binary`` (logistic,
     labels in {0, 1}) or ``multiclass`` (softmax cross-entropy, labels in 0..n_classes-1).
     ``groups`` (N,) is an optional integer category per user (used by ``preferences="category"``).
+    ``masked_regression`` (masked multi-output squared loss): ``y`` is (N, o) with NaN where a
+    user gave no value, ``n_classes`` is set to o, and ``extra["normalise"]`` (``"items"`` or
+    ``"rated"``) picks the loss normalisation.
     """
 
     name: str
@@ -45,13 +48,21 @@ class Dataset:
         if self.task not in TASKS:
             raise ValueError(f"dataset {self.name!r}: task must be one of {TASKS}")
         y = np.asarray(self.y)
-        if y.shape != (X.shape[0],):
+        if self.task == "masked_regression":
+            y = np.array(y, dtype=np.float64)
+            if y.ndim != 2 or y.shape[0] != X.shape[0] or y.shape[1] < 1:
+                raise ValueError(f"dataset {self.name!r}: y must have shape ({X.shape[0]}, o)")
+            if np.isinf(y).any() or np.isnan(y).all():
+                raise ValueError(f"dataset {self.name!r}: y must be finite or NaN (unrated)")
+            y.flags.writeable = False
+            object.__setattr__(self, "n_classes", y.shape[1])
+        elif y.shape != (X.shape[0],):
             raise ValueError(f"dataset {self.name!r}: y must have shape ({X.shape[0]},)")
         if self.task == "regression":
             y = y.astype(np.float64)
             if not np.all(np.isfinite(y)):
                 raise ValueError(f"dataset {self.name!r}: y contains NaN or inf")
-        else:
+        elif self.task != "masked_regression":
             n_classes = 2 if self.task == "binary" else self.n_classes
             if n_classes < 2 or y.min() < 0 or y.max() >= n_classes:
                 raise ValueError(f"dataset {self.name!r}: labels must lie in 0..{n_classes - 1}")
@@ -61,7 +72,7 @@ class Dataset:
         object.__setattr__(self, "y", y)
         if self.groups is not None:
             g = np.asarray(self.groups, dtype=np.int64)
-            if g.shape != y.shape or g.min() < 0:
+            if g.shape != (X.shape[0],) or g.min() < 0:
                 raise ValueError(f"dataset {self.name!r}: groups must be (N,) non-negative ints")
             object.__setattr__(self, "groups", g)
 

@@ -1,0 +1,161 @@
+"""``movielens``: MovieLens ratings you supply, as a masked multi-output population.
+
+The file is read offline from ``path`` (or the directory in the environment variable
+``CHOICEMARKET_MOVIELENS``): either
+
+- ``ratings.dat`` of ml-10M / ml-1M, one ``UserID::MovieID::Rating::Timestamp`` per line, or
+- ``ratings.csv`` of ml-latest / ml-25M / ml-20M, header ``userId,movieId,rating,timestamp``.
+
+``path`` may name the file or a directory holding one of them. The ``n_items`` most-rated
+movies are kept (ties: lower movie id first), columns in increasing movie id; every user with
+at least one rating among them is a user (the paper reports 69,474 users for ml-10M and 200
+movies). Targets are the ratings as ``n_items`` masked outputs (the masked multi-output squared
+loss, normalised by ``n_items`` or by the number rated: ``normalise``). Covariates are the
+user factors of a rank-``rank`` biased factorisation of the kept ratings, fitted by
+alternating least squares (:mod:`.ratings` says how this differs from the Surprise SVD the
+published experiments used). No intercept unless ``intercept=True``.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .preprocess import MissingDataFile
+from .ratings import check_int, check_normalise, ratings_dataset
+from .registry import Dataset, register_dataset
+
+ENV_VAR = "CHOICEMARKET_MOVIELENS"
+FILE_NAMES: tuple[str, ...] = ("ratings.dat", "ratings.csv")
+CSV_HEADER = ("userId", "movieId", "rating", "timestamp")
+DOWNLOAD = (
+    "Download MovieLens from https://grouplens.org/datasets/movielens/ (e.g. ml-10m.zip, "
+    "which holds ml-10M100K/ratings.dat, or ml-latest.zip with ratings.csv), unzip it and "
+    f"pass dataset_options={{'path': '<folder or file>'}} or set {ENV_VAR}."
+)
+
+
+def resolve_path(path: str | os.PathLike | None) -> Path:
+    """The ratings file named by ``path`` (a file or a folder) or by ``$CHOICEMARKET_MOVIELENS``.
+
+    Raises ``MissingDataFile`` (a ``FileNotFoundError`` and a ``ValueError``) naming every
+    place looked at and how to get the data.
+    """
+    if path is None:
+        path = os.environ.get(ENV_VAR)
+        if not path:
+            raise MissingDataFile(
+                f"movielens needs a ratings file: no 'path' dataset option and {ENV_VAR} is "
+                f"not set. {DOWNLOAD}"
+            )
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"path must be a file or folder path, got {path!r}")
+    p = Path(path).expanduser()
+    if p.is_file():
+        return p
+    if p.is_dir():
+        for name in FILE_NAMES:
+            if (p / name).is_file():
+                return p / name
+        tried = ", ".join(str(p / n) for n in FILE_NAMES)
+        raise MissingDataFile(f"movielens: no ratings file at {tried}. {DOWNLOAD}")
+    raise MissingDataFile(f"movielens: {p} does not exist. {DOWNLOAD}")
+
+
+@functools.lru_cache(maxsize=4)
+def read_ratings(path: str) -> np.ndarray:
+    """``(n, 3)`` float array of (user id, movie id, rating) from a ratings.dat/.csv file."""
+    p = Path(path)
+    raw = p.read_bytes()
+    if b"::" in raw[:4096]:
+        text = raw.replace(b"::", b",")
+        skip = 0
+    else:
+        first = raw.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+        header = tuple(c.strip() for c in first.split(","))
+        if header != CSV_HEADER:
+            raise ValueError(
+                f"movielens: {p} is neither 'u::i::r::t' lines nor a CSV with header "
+                f"{','.join(CSV_HEADER)} (first line: {first[:80]!r})"
+            )
+        text, skip = raw, 1
+    if not text.strip() or (skip and b"\n" not in text.strip()):
+        raise ValueError(f"movielens: {p} holds no ratings")
+    try:
+        table = np.loadtxt(
+            io.StringIO(text.decode("utf-8")),
+            delimiter=",",
+            skiprows=skip,
+            usecols=(0, 1, 2),
+            ndmin=2,
+        )
+    except ValueError as exc:
+        raise ValueError(f"movielens: {p} is malformed: {exc}") from None
+    if not np.all(np.isfinite(table)):
+        raise ValueError(f"movielens: {p} holds non-finite values")
+    table.flags.writeable = False
+    return table
+
+
+def rating_matrix(table: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Users x top-``n_items`` movies: ratings (NaN unrated), user ids, movie ids."""
+    users, movies, ratings = table[:, 0], table[:, 1], table[:, 2]
+    movie_ids, counts = np.unique(movies, return_counts=True)
+    if len(movie_ids) < n_items:
+        raise ValueError(
+            f"n_items must be <= the number of movies in the file ({len(movie_ids)}), got {n_items}"
+        )
+    top = np.sort(movie_ids[np.argsort(-counts, kind="stable")[:n_items]])
+    keep = np.isin(movies, top)
+    user_ids, row = np.unique(users[keep], return_inverse=True)
+    col = np.searchsorted(top, movies[keep])
+    R = np.full((len(user_ids), n_items), np.nan)
+    R[row, col] = ratings[keep]  # a repeated (user, movie) pair keeps its last rating
+    return R, user_ids.astype(np.int64), top.astype(np.int64)
+
+
+def load_movielens(
+    path: str | None = None,
+    n_items: int = 200,
+    rank: int = 5,
+    normalise: str = "items",
+    intercept: bool = False,
+    mf_reg: float = 0.02,
+    mf_iterations: int = 20,
+    seed: int = 0,
+) -> Dataset:
+    """MovieLens ratings from ``path`` as ``n_items`` masked outputs, rank-``rank`` user factors."""
+    n_items = check_int("n_items", n_items, 1)
+    rank = check_int("rank", rank, 1)
+    normalise = check_normalise(normalise)
+    mf_iterations = check_int("mf_iterations", mf_iterations, 1)
+    check_int("seed", seed, 0)
+    if isinstance(mf_reg, bool) or not isinstance(mf_reg, (int, float)) or not mf_reg >= 0:
+        raise ValueError(f"mf_reg must be a finite number >= 0, got {mf_reg!r}")
+    file = resolve_path(path)
+    R, user_ids, movie_ids = rating_matrix(read_ratings(str(file.resolve())), n_items)
+    if len(user_ids) < 2:
+        raise ValueError(f"movielens: {file} has fewer than 2 users who rated the top movies")
+    return ratings_dataset(
+        "movielens",
+        R,
+        rank,
+        normalise,
+        intercept,
+        float(mf_reg),
+        mf_iterations,
+        seed,
+        description=(
+            f"MovieLens ratings from {file.name}: {len(user_ids)} users x the {n_items} most-rated "
+            f"movies; rank-{rank} user factors (biased ALS) as covariates."
+        ),
+        item_ids=movie_ids,
+        extra={"user_ids": user_ids, "file": str(file)},
+    )
+
+
+register_dataset("movielens", load_movielens)
