@@ -18,6 +18,12 @@ library never forms: the library computes each learner's gradient as one
 (200, R) x (R, n d) product over the R masked-in rows of the batch, ``g_k = r_k^T X_k / count``.
 Both compute every learner's masked loss on every batch user (the choice needs them).
 
+``naive, population tensor`` is the literal form of the same loop written against the whole
+population, as code that keeps per-user arrays over all users does: every step it forms each
+learner's gradient tensor over every item and every one of the N users, (N, 200, d), and
+averages it under a 0/1 vector of the users who chose the learner. It is timed on a few steps
+only (each forms n tensors of N x 200 x d numbers).
+
 Rates are CPU time (``time.process_time``), so that other processes on a shared machine
 slow every mode alike; the modes run interleaved, ``--repeats`` times. Measured: ``naive``;
 ``api`` (``ParallelEnv.step`` + ``act_all``, observation dicts
@@ -160,6 +166,45 @@ def time_naive(cfg: dict, steps: int) -> float:
     return steps / (time.process_time() - start)
 
 
+def time_naive_population(cfg: dict, steps: int) -> float:
+    """The population-wide loop described in the module docstring."""
+    core = MarketCore(MarketConfig(**cfg, max_steps=steps + 1))
+    core.reset(seed=0)
+    pop = core.population
+    X = pop.X_train
+    o = pop.T_train.shape[1] // 2
+    Y, Mask = pop.T_train[:, :o], (pop.T_train[:, o:] > 0).astype(np.float64)
+    pref = pop.pref
+    theta = pop.partition_theta.copy()
+    n, N, B = len(theta), len(X), cfg["users_per_step"]
+    rng = np.random.default_rng(0)
+    probe_users = rng.integers(N, size=1000)
+    pY = np.einsum("nmd,bd->bnm", theta, X[probe_users])[np.arange(1000), pref[probe_users]]
+    start = time.process_time()
+    for t in range(1, steps + 1):
+        idx = rng.integers(N, size=B)
+        g = np.zeros_like(theta)
+        losses = np.empty((n, B))
+        tensors = []
+        for k in range(n):
+            err = X @ theta[k].T - Y  # (N, o): every user's prediction error
+            tensors.append(np.einsum("nm,nd->nmd", 2.0 * err * Mask / o, X))  # (N, o, d)
+            losses[k] = (err[idx] ** 2 * Mask[idx]).sum(-1) / o
+        choice = np.where(rng.random(B) < TAU, pref[idx], losses.argmin(0))
+        for k in range(n):
+            chose = np.zeros(N)
+            np.add.at(chose, idx[choice == k], 1.0)
+            if chose.sum():
+                g[k] = np.tensordot(chose, tensors[k], 1) / chose.sum()
+        j = rng.integers(1000, size=B_P)
+        pX = X[probe_users[j]]
+        perr = pX @ theta[PROBER].T - pY[j]
+        h = np.einsum("bm,bd->bmd", 2.0 * perr * Mask[probe_users[j]] / o, pX).mean(0)
+        g[PROBER] = (g[PROBER] + P * h) / (1.0 + P)
+        theta -= ETA / math.sqrt(t + 1) * (g + L2 * theta)
+    return steps / (time.process_time() - start)
+
+
 def measure(rows: list, cfg: dict, repeats: int) -> list[tuple[float, float]]:
     """Median and best rate of each ``(fn, steps, extra)``, the modes interleaved per repeat
     so that a change in machine load hits every mode alike."""
@@ -178,6 +223,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--users", type=int, default=N_USERS)
     parser.add_argument("--markets", type=int, nargs="*", default=[5])
+    parser.add_argument(
+        "--population-steps", type=int, default=3, help="steps of the population-tensor loop"
+    )
     args = parser.parse_args()
     cfg = market(args.users)
     print(
@@ -204,6 +252,13 @@ def main() -> None:
     naive = results[0][0]
     for (name, *_), (med, best) in zip(rows, results):
         print(f"{name:<40}{med:>16,.0f}{best:>10,.0f}{med / naive:>9.1f}")
+    if args.population_steps:
+        rate = time_naive_population(cfg, args.population_steps)
+        api = results[1][0]
+        print(
+            f"{'naive, population tensor (N x 200 x d)':<40}{rate:>16,.2f}{'':>10}"
+            f"{rate / naive:>9.3f}   (api is {api / rate:,.0f} x faster)"
+        )
 
 
 if __name__ == "__main__":
