@@ -69,6 +69,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 
+from .core import collective as _collective
 from .core.config import MarketConfig
 from .core.market import MarketCore
 
@@ -93,6 +94,10 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         self.possible_agents = [f"learner_{k}" for k in range(spec.n_learners)]
         self.agents: list[str] = []
         self._index = {a: k for k, a in enumerate(self.possible_agents)}
+        self.collective = self.core.collective  # None unless collective_fraction > 0
+        if self.collective is not None:
+            self.possible_agents = [*self.possible_agents, _collective.COLLECTIVE]
+            self._collective_space = _collective.observation_space(spec, self.config.max_steps)
         self._action_space = spec.actions.space()
         self._observation_space = self._make_observation_space()
         self._probe_cache: tuple = (None,)
@@ -126,11 +131,15 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
 
     @functools.cache  # noqa: B019  (spaces must be the same objects)
     def observation_space(self, agent: str) -> spaces.Dict:
+        if agent == _collective.COLLECTIVE and self.collective is not None:
+            return self._collective_space
         self._check_agent(agent)
         return self._observation_space
 
     @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> spaces.Box:
+        if agent == _collective.COLLECTIVE and self.collective is not None:
+            return self.collective.space
         self._check_agent(agent)
         return self._action_space
 
@@ -154,14 +163,17 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             raise ValueError(
                 f"actions must be a dict {{agent: action}}, got {type(actions).__name__}"
             )
+        learners = self.agents
+        if self.collective is not None:
+            learners = self._collective_act(actions)
         try:
-            given = [actions[a] for a in self.agents]
+            given = [actions[a] for a in learners]
         except (KeyError, TypeError):
-            missing = [a for a in self.agents if a not in actions]
+            missing = [a for a in learners if a not in actions]
             raise ValueError(
                 f"actions must be a dict with an action for every agent; missing {missing}"
             ) from None
-        stacked = layout.validate_many(given, (f"actions[{a!r}]" for a in self.agents))
+        stacked = layout.validate_many(given, (f"actions[{a!r}]" for a in learners))
         core, cfg = self.core, self.config
         state = core.step(stacked[None])
         truncated = state.step >= cfg.max_steps
@@ -179,6 +191,8 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         if cfg.probe_cost:
             reward = [r - cfg.probe_cost * q for r, q in zip(reward, m["probe_queries"])]
         rewards = dict(zip(agents, reward))
+        if self.collective is not None:
+            rewards[_collective.COLLECTIVE] = float(self.collective.reward()[0])
         terminations = dict.fromkeys(agents, False)
         truncations = dict.fromkeys(agents, truncated)
         if truncated:
@@ -189,7 +203,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         core, s = self.core, self.core.state
         f32 = np.float32
         X, T, mask = core.padded_users(f32)
-        params = s.theta[0].reshape(len(self.possible_agents), -1).astype(f32)
+        params = s.theta[0].reshape(len(self._index), -1).astype(f32)
         if self._probe_cache[0] != s.probe_version:
             # probe responses change rarely: reuse read-only float32 copies until they do
             pX, pT = s.probe_X[0].astype(f32), s.probe_T[0].astype(f32)
@@ -198,13 +212,13 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
                 a.flags.writeable = False
             self._probe_cache = (s.probe_version, list(pX), list(pT), list(pmask))
         _, pX, pT, pmask = self._probe_cache
-        stats = np.empty((2, len(self.possible_agents), 1), f32)
+        stats = np.empty((2, len(self._index), 1), f32)
         stats[0, :, 0] = s.counts[0] / s.batch.shape[1]
         stats[1, :, 0] = s.local_loss[0]
         share, local = list(stats[0]), list(stats[1])
         step = np.array([s.step], f32)
         parts = zip(params, X[0], T[0], mask[0], pX, pT, pmask, share, local)
-        return {
+        obs = {
             a: {
                 "params": p,
                 "covariates": x,
@@ -220,6 +234,9 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             for a, (p, x, t, m, px, pt, pm, sh, ll) in zip(self.possible_agents, parts)
             if a in self.agents
         }
+        if self.collective is not None and self.agents:
+            obs[_collective.COLLECTIVE] = _collective.observation(self.collective, s.counts, s.step)
+        return obs
 
     def _infos(self) -> tuple[dict, dict[str, list]]:
         """Per-agent info dicts, and the per-learner lists they were built from."""
@@ -248,9 +265,11 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
                 "social_cost": social,
                 "eval_step": s.eval_step,
             }
-            for k, a in enumerate(self.possible_agents)
+            for k, a in enumerate(self._index)
             if a in self.agents
         }
+        if self.collective is not None and self.agents:
+            infos[_collective.COLLECTIVE] = _collective.info(self.collective)
         lists = {"global_loss": gl, "local_loss": ll, "share": sh, "probe_queries": queries}
         return infos, lists
 
@@ -266,7 +285,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             f"{'learner':<12}{'share':>8}{'users':>7}{'local':>10}{'global':>10}{'acc':>8}"
             f"{'gap':>10}{'probe':>7}",
         ]
-        for k, a in enumerate(self.possible_agents):
+        for k, a in enumerate(self._index):
             acc = s.global_accuracy[0, k]
             lines.append(
                 f"{a:<12}{s.share[0, k]:>8.3f}{s.counts[0, k]:>7d}{s.local_loss[0, k]:>10.4f}"
@@ -276,6 +295,17 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
                 + f"{'yes' if s.probe_valid[0, k] else '-':>7}"
             )
         return "\n".join(lines)
+
+    def _collective_act(self, actions: Mapping) -> list[str]:
+        """Validate and apply the collective's action; the learners still to act."""
+        name = _collective.COLLECTIVE
+        if name not in actions:
+            raise ValueError(
+                f"actions must be a dict with an action for every agent; missing ['{name}']"
+            )
+        a = self.collective.validate(actions[name], f"actions[{name!r}]")
+        self.collective.set_actions(a[None])
+        return [g for g in self.agents if g != name]
 
     def close(self) -> None:
         pass

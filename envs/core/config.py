@@ -45,6 +45,8 @@ class MarketConfig:
     probe_labels: str = "hard"
     probe_noise: float = 0.0  # kappa in [0, 1]: P(query routed to a random other peer)
     max_update: float = 1.0  # bound of each parameter-update coordinate of the action
+    collective_fraction: float = 0.0  # alpha in [0, 1): P(a user is a collective member); 0: off
+    collective_signal: tuple[tuple[int, float], ...] = ()  # g(x): (feature, value) pairs to set
 
     def __post_init__(self) -> None:
         _int_at_least(self, "n_learners", 1)
@@ -94,6 +96,7 @@ class MarketConfig:
         _unit(self, "probe_noise")
         if not (_is_real(self.max_update) and 0.0 < self.max_update < math.inf):
             raise ValueError(f"max_update must be a finite number > 0, got {self.max_update!r}")
+        _collective(self)
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> MarketConfig:
@@ -114,6 +117,7 @@ class MarketConfig:
         d = asdict(self)
         if isinstance(self.preferences, tuple):
             d["preferences"] = list(self.preferences)
+        d["collective_signal"] = [list(p) for p in self.collective_signal]
         return d
 
 
@@ -144,3 +148,33 @@ def _choice(cfg: MarketConfig, name: str, allowed: tuple[str, ...]) -> None:
     v = getattr(cfg, name)
     if v not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {v!r}")
+
+
+def _collective(cfg: MarketConfig) -> None:
+    a = cfg.collective_fraction
+    if not (_is_real(a) and 0.0 <= a < 1.0):
+        raise ValueError(f"collective_fraction must be a number in [0, 1), got {a!r}")
+    signal = cfg.collective_signal
+    message = (
+        "collective_signal must be a sequence of (feature index >= 0, finite value) pairs "
+        f"with distinct features, got {signal!r}"
+    )
+    if isinstance(signal, (str, bytes)) or not isinstance(signal, Sequence):
+        raise ValueError(message)
+    pairs = []
+    for p in signal:
+        if isinstance(p, (str, bytes)) or not isinstance(p, Sequence) or len(p) != 2:
+            raise ValueError(message)
+        j, v = p
+        if isinstance(j, bool) or not isinstance(j, numbers.Integral) or j < 0 or not _is_real(v):
+            raise ValueError(message)
+        pairs.append((int(j), float(v)))
+    if len({j for j, _ in pairs}) != len(pairs):
+        raise ValueError(message)
+    if a > 0 and not pairs:
+        raise ValueError(
+            "collective_signal must name at least one (feature, value) pair "
+            "when collective_fraction > 0"
+        )
+    object.__setattr__(cfg, "collective_fraction", float(a))
+    object.__setattr__(cfg, "collective_signal", tuple(pairs))

@@ -20,6 +20,7 @@ import numbers
 import numpy as np
 
 from .actions import ActionLayout
+from .collective import Collective
 from .config import MarketConfig
 from .losses import LOSSES, logits
 from .population import Population, build_population, check_preferences, dataset_for
@@ -90,6 +91,10 @@ class MarketCore:
         self._market_index, self._user_index = np.indices((n_markets, B))
         self._no_queries = np.zeros((n_markets, n), np.int64)
         self._no_queries.flags.writeable = False
+        # the optional collective of users; None (and untouched in a step) when disabled
+        self.collective = (
+            Collective(config, self.spec, n_markets) if config.collective_fraction else None
+        )
 
     # ----------------------------------------------------------------- reset and step
     def reset(self, seed: int | None = None) -> MarketState:
@@ -135,6 +140,8 @@ class MarketCore:
             eval_step=0,
             probe_version=0,
         )
+        if self.collective is not None:
+            self.collective.reset(pop)
         self._arrive()
         self.evaluate()
         return self.state
@@ -167,12 +174,16 @@ class MarketCore:
         idx = (draws[0] * len(pop.X_train)).astype(np.intp)
         u = draws[1]
         X, T = pop.X_train.take(idx, 0), pop.T_train.take(idx, 0)
+        if self.collective is not None:
+            X, T = self.collective.present(X, T, rng)
         L = pop.family.loss(logits(s.theta, X), T[:, None])  # (M, n, B)
         best = L.argmin(1)
         if cfg.choice_rule == "preference_or_loss":
             choice = np.where(u < cfg.preference_weight, pop.pref.take(idx), best)
         else:
             choice = np.where(u < cfg.uniform_weight, rng.integers(n, size=(M, B)), best)
+        if self.collective is not None:
+            choice = self.collective.route(choice)
         served = L[self._market_index, choice, self._user_index]
         key = (self._market_offset + choice).ravel()
         counts = np.bincount(key, minlength=M * n).reshape(M, n)
@@ -183,6 +194,8 @@ class MarketCore:
             s.local_loss = np.where(counts > 0, sums / np.maximum(counts, 1), L.mean(-1))
         s.batch, s.choice, s.served_loss, s.counts = idx, choice, served, counts
         s.batch_X, s.batch_T = X, T
+        if self.collective is not None:
+            self.collective.record(s.theta, choice, served, pop)
 
     def _answer_probes(self, probe: np.ndarray, peers: np.ndarray, route: np.ndarray) -> None:
         """Fill the probe sets of the requesting learners (R requests at once).
@@ -198,6 +211,8 @@ class MarketCore:
         R, n, Np = len(m), spec.n_learners, spec.probe_size
         idx = rng.integers(len(pop.X_train), size=(R, Np))
         Xp = pop.X_train[idx]  # (R, Np, d)
+        if self.collective is not None:
+            Xp = self.collective.present_probes(Xp, m, rng)
         z_all = logits(s.theta[m], Xp)  # (R, n, Np, o)
         peers_r, route_r = peers[m, k], route[m, k]
         n_named = peers_r.sum(-1)
@@ -230,6 +245,8 @@ class MarketCore:
             s.global_accuracy = (pop.family.predict(z) == pop.y_test).mean(-1)
         else:
             s.global_accuracy = np.full(s.global_loss.shape, math.nan)
+        if self.collective is not None:
+            self.collective.measure(s.theta, pop)
         s.eval_step = s.step
 
     def padded_users(self, dtype=np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
