@@ -50,6 +50,24 @@ Infos
     baseline is the regularised ERM on the whole training population evaluated on the test
     users.
 
+Collective (optional, ``collective_fraction = alpha > 0``)
+    An extra agent ``"collective"`` (Hardt et al., 2023; :mod:`choicemarket.envs.core.collective`):
+    each arriving user, and each covariate drawn for a probe, is a member with probability
+    alpha. Action ``MultiDiscrete([3, n_learners + 1, n_labels])``: ``[strategy, destination,
+    label]`` with strategy 0 none, 1 plant (members present ``(g(x), y*)``), 2 erase (members
+    present ``(g(x), f0(x))``); destination 0 as usual, ``1 + k`` every member goes to learner
+    k; label y*. ``g(x)`` sets the ``collective_signal`` coordinates. Learners train on what
+    members present; peers answer probes on it too, so a probed planted learner passes the
+    signal on. An action applies from the next batch on; before the first, members act as
+    ordinary users. Observation ``Dict``: ``planting_success``, ``erasing_success``, ``share``
+    (n,), ``members`` (fraction of the batch), ``step``. Reward: the current strategy's success
+    on the held-out users (never members) at the destination learner, or the mean over
+    learners when members choose as usual, 0 with no strategy; refreshed with the global
+    figures (every ``eval_every`` steps). Infos: ``planting_success`` and
+    ``erasing_success`` per learner, ``success``, ``member_loss`` (members' loss on their true
+    data at the learner they chose), ``nonmember_loss``, ``members``, ``strategy``,
+    ``destination``, ``label``.
+
 Episode end
     Truncation after ``max_steps`` steps; no termination.
 

@@ -4,10 +4,11 @@ import math
 
 import numpy as np
 import pytest
-from pettingzoo.test import parallel_api_test
+from pettingzoo.test import api_test, parallel_api_test
 
 from choicemarket.baselines import MSGD, MSGDP, FixedCollective, act_all
 from choicemarket.envs.core.collective import critical_mass_logistic
+from choicemarket.envs.market_v0 import env as aec_env
 from choicemarket.envs.market_v0 import raw_env
 from choicemarket.runner import simulate
 
@@ -144,6 +145,11 @@ def test_infos_losses_and_routing():
 
 def test_parallel_api_with_collective():
     parallel_api_test(_market(0.1, n=3, max_steps=200), num_cycles=60)
+
+
+def test_aec_api_with_collective():
+    kwargs = dict(collective_fraction=0.1, collective_signal=[(SIGNAL_FEATURE, VALUE)])
+    api_test(aec_env(dataset="acs-income", n_learners=2, max_steps=20, **kwargs), num_cycles=5)
 
 
 def test_determinism_with_collective_and_probes():
