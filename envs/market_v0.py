@@ -312,6 +312,14 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
                 + f"{s.global_loss[0, k] - pop.baseline_loss:>10.4f}"
                 + f"{'yes' if s.probe_valid[0, k] else '-':>7}"
             )
+        if self.collective is not None:
+            c = _collective.info(self.collective)
+            lines.append(
+                f"collective: {c['strategy']} -> "
+                f"{'as usual' if c['destination'] is None else c['destination']}, "
+                f"label {c['label']}, members {c['members']}, planting success "
+                + " ".join(f"{v:.3f}" for v in c["planting_success"])
+            )
         return "\n".join(lines)
 
     def _collective_act(self, actions: Mapping) -> list[str]:

@@ -9,7 +9,8 @@ learner labels 1. Learners run MSGD (eta = 0.05).
    (success 0.9) that the first-order condition of the logistic risk predicts
    (:func:`critical_mass_logistic`).
 2. Five learners (k-means preferences, tau = 0.7): success at learner k when members choose as
-   usual vs when every member goes to learner k.
+   usual vs when every member goes to learner k, beside the predicted critical mass of the
+   concentrated collective.
 3. The same market with learner 2 probing learner k (MSGD-P, market leader k, p = 1,
    online every 50 steps): learner 2's success with and without probing.
 
@@ -67,6 +68,25 @@ def run(
     return infos["collective"]["planting_success"]
 
 
+def concentrated_critical_mass(k: int, steps: int, value: float) -> float:
+    """alpha_c = r s / (1 - r + r s): members who all go to learner k are a fraction
+    alpha / (alpha + (1 - alpha) s) of its users (s: its share without a collective), and it
+    needs a fraction r = alpha*_k (the critical mass on its own model and clientele)."""
+    env = raw_env(dataset="acs-income", n_learners=5, max_steps=steps, eval_every=steps)
+    policies = {a: MSGD(env.spec_info, eta=ETA) for a in env.possible_agents}
+    obs, _ = env.reset(seed=0)
+    shares = []
+    while env.agents:
+        obs, *_ = env.step(act_all(policies, obs))
+        shares.append(env.core.state.share[0, k])
+    s, pop = float(np.mean(shares[steps // 6 :])), env.population
+    r = critical_mass_logistic(
+        pop.X_train[pop.pref == k], env.core.state.theta[0, k], pop.X_test, [FEATURE], [value],
+        1, 0.1, env.config.l2,
+    )  # fmt: skip
+    return r * s / (1 - r + r * s)
+
+
 def mean_over(seeds, fn) -> float:
     return float(np.mean([fn(s) for s in seeds]))
 
@@ -94,7 +114,9 @@ def main() -> None:
         s = mean_over(seeds, lambda sd, a=alpha: run(a, 1, None, sd, steps, value)[0])
         print(f"{alpha:>8.4f}{s:>10.3f}")
 
+    alpha_c = concentrated_critical_mass(k, steps, value)
     print(f"\n2. five learners; success at learner {k}")
+    print(f"predicted critical mass when every member goes to learner {k}: {alpha_c:.4f}")
     print(f"{'alpha':>8}{'as usual':>10}{f'all to {k}':>10}")
     for alpha in ALPHAS:
         usual = mean_over(seeds, lambda sd, a=alpha: run(a, 5, None, sd, steps, value)[k])

@@ -78,17 +78,32 @@ def test_single_learner_success_rises_past_critical_mass():
 
 
 def test_concentrating_on_a_learner_lowers_its_critical_mass():
-    k = 3
+    k, steps = 3, 600
+    # the market without a collective: learner k's model and its share of the users
+    env = raw_env(dataset="acs-income", n_learners=5, max_steps=steps, eval_every=steps)
+    obs, _ = env.reset(seed=0)
+    pols = {a: MSGD(env.spec_info, eta=0.05) for a in env.possible_agents}
+    shares = []
+    while env.agents:
+        obs, *_ = env.step(act_all(pols, obs))
+        shares.append(env.core.state.share[0, k])
+    share, pop = float(np.mean(shares[100:])), env.population
+    users_k = pop.X_train[pop.pref == k]  # learner k's clientele, by preference
+    r = critical_mass_logistic(
+        users_k, env.core.state.theta[0, k], pop.X_test, [SIGNAL_FEATURE], [VALUE], 1, DELTA, 1e-4
+    )
+    # members who all go to k make up alpha / (alpha + (1 - alpha) share) of k's users
+    alpha_c = r * share / (1 - r + r * share)
+    assert 0 < alpha_c < 0.01
 
     def at_k(alpha, destination):
-        env = _market(alpha, n=5, max_steps=600)
+        env = _market(alpha, n=5, max_steps=steps)
         info = _play(env, FixedCollective("plant", destination, 1, n_learners=5))
         return info["collective"]["planting_success"][k]
 
-    # 1% of users all going to learner k suffice there, while spread as usual they do not
-    assert at_k(0.01, k) >= 0.9
-    assert at_k(0.01, None) < 0.9
-    assert at_k(0.05, None) >= 0.9  # as usual the collective needs more users
+    assert at_k(2 * alpha_c, k) >= 0.9  # concentrated: above its critical mass
+    assert at_k(2 * alpha_c, None) < 0.9  # the same members choosing as usual fall short
+    assert at_k(0.05, None) >= 0.9  # as usual the collective needs many more users
 
 
 def test_probing_a_planted_learner_carries_the_signal():
@@ -120,11 +135,11 @@ def test_erasing_makes_predictions_ignore_the_signal():
 
 
 def test_infos_losses_and_routing():
-    env = _market(0.3, n=3, max_steps=5)
+    env = _market(0.3, n=5, max_steps=5)
     obs, infos = env.reset(seed=3)
     assert env.possible_agents[-1] == "collective"
     assert env.observation_space("collective").contains(obs["collective"])
-    actions = {a: MSGD(env.spec_info).act(obs[a]) for a in env.possible_agents[:3]}
+    actions = {a: MSGD(env.spec_info).act(obs[a]) for a in env.possible_agents[:5]}
     actions["collective"] = env.collective.build("plant", 1, 0)
     obs, rewards, *_, infos = env.step(actions)
     obs, rewards, *_, infos = env.step(actions)
@@ -141,22 +156,24 @@ def test_infos_losses_and_routing():
     assert rewards["collective"] == c["planting_success"][1] == c["success"]
     assert c["strategy"] == "plant" and c["destination"] == 1 and c["label"] == 0
     assert env.collective.parse(actions["collective"]).destination == 1
+    env.render_mode = "ansi"
+    assert "collective: plant -> 1, label 0" in env.render()
 
 
 def test_parallel_api_with_collective():
-    parallel_api_test(_market(0.1, n=3, max_steps=200), num_cycles=60)
+    parallel_api_test(_market(0.1, n=5, max_steps=200), num_cycles=60)
 
 
 def test_aec_api_with_collective():
     kwargs = dict(collective_fraction=0.1, collective_signal=[(SIGNAL_FEATURE, VALUE)])
-    api_test(aec_env(dataset="acs-income", n_learners=2, max_steps=20, **kwargs), num_cycles=5)
+    api_test(aec_env(dataset="acs-income", n_learners=5, max_steps=20, **kwargs), num_cycles=5)
 
 
 def test_determinism_with_collective_and_probes():
     def run():
-        env = _market(0.1, n=3, max_steps=300)
+        env = _market(0.1, n=5, max_steps=300)
         obs, _ = env.reset(seed=11)
-        pols = {a: MSGD(env.spec_info) for a in env.possible_agents[:3]}
+        pols = {a: MSGD(env.spec_info) for a in env.possible_agents[:5]}
         pols["learner_1"] = MSGDP(env.spec_info, 1, p=0.5, scenario="market_leader",
                                   probe_every=20, seed=4)  # fmt: skip
         pols["collective"] = FixedCollective("plant", 0, 1)
@@ -172,21 +189,21 @@ def test_determinism_with_collective_and_probes():
 
 def test_simulate_records_the_collective(tmp_path):
     hist = simulate(
-        _market(0.1).config.to_dict() | {"n_learners": 2, "max_steps": 200},
-        policies={"collective": FixedCollective("plant", 1)},
+        _market(0.1).config.to_dict() | {"n_learners": 5, "max_steps": 200},
+        policies={"collective": FixedCollective("plant", 3)},
         seeds=(0,),
         out=tmp_path / "h.csv",
     )
     rows = [r for r in hist.final() if r["agent"] == "collective"]
     assert len(rows) == 1 and rows[0]["learner"] == -1
-    learner1 = [r for r in hist.final() if r["agent"] == "learner_1"][0]
-    assert learner1["planting_success"] > 0.5
+    target = [r for r in hist.final() if r["agent"] == "learner_3"][0]
+    assert target["planting_success"] > 0.5
     assert (tmp_path / "h.csv").read_text().splitlines()[0].endswith("nonmember_loss")
     assert "FixedCollective" in hist.meta["policies"]["collective"]
 
 
 def test_disabled_by_default():
-    env = raw_env(dataset="acs-income", n_learners=2)
+    env = raw_env(dataset="acs-income", n_learners=5)
     assert env.collective is None and env.core.collective is None
     assert "collective" not in env.possible_agents
 
@@ -213,21 +230,21 @@ def test_bad_config(kwargs, match):
 
 
 @pytest.mark.parametrize(
-    "action", [[1, 0], [3, 0, 1], [1, 4, 1], [1, 0, 2], [1.5, 0, 1], [-1, 0, 0], "plant", None]
+    "action", [[1, 0], [3, 0, 1], [1, 6, 1], [1, 0, 2], [1.5, 0, 1], [-1, 0, 0], "plant", None]
 )
 def test_bad_collective_action(action):
-    env = _market(0.1, n=3)
+    env = _market(0.1, n=5)
     obs, _ = env.reset(seed=0)
-    actions = {a: env.action_space(a).low * 0 for a in env.possible_agents[:3]}
+    actions = {a: env.action_space(a).low * 0 for a in env.possible_agents[:5]}
     actions["collective"] = action
     with pytest.raises(ValueError, match=r"actions\['collective'\] must be 3 integers"):
         env.step(actions)
 
 
 def test_missing_collective_action():
-    env = _market(0.1, n=2)
+    env = _market(0.1, n=5)
     env.reset(seed=0)
-    actions = {a: env.action_space(a).low * 0 for a in env.possible_agents[:2]}
+    actions = {a: env.action_space(a).low * 0 for a in env.possible_agents[:5]}
     with pytest.raises(ValueError, match="missing \\['collective'\\]"):
         env.step(actions)
 
