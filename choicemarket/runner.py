@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from choicemarket.baselines import MSGD, act_all
+from choicemarket.baselines import MSGD, FixedCollective, act_all
+from choicemarket.envs.core.collective import COLLECTIVE
 from choicemarket.envs.core.spec import MarketSpec
 from choicemarket.envs.market_v0 import raw_env
 
@@ -33,6 +34,8 @@ METRICS = (
 # recorded too when the market has an outside option (``outside_threshold``)
 OUTSIDE_METRICS = ("unserved_fraction", "outside_fraction", "group_unserved", "group_outside")
 COLUMNS = ("seed", "step", "agent", "learner", *METRICS, "return")
+# extra columns when the market has a collective (its own row has learner -1)
+COLLECTIVE_METRICS = ("planting_success", "erasing_success", "member_loss", "nonmember_loss")
 
 PolicyFactory = Callable[[MarketSpec, int], Any]
 
@@ -132,14 +135,25 @@ def atomic_write(path: str | os.PathLike, content: str | bytes) -> Path:
 def _policies_for(
     env: raw_env, policies: Mapping[str, Any] | PolicyFactory | None
 ) -> dict[str, Any]:
+    pols = _learner_policies_for(env, policies)
+    if env.collective is not None:  # a scripted planting collective unless one is given
+        given = policies.get(COLLECTIVE) if isinstance(policies, Mapping) else None
+        pols[COLLECTIVE] = given or FixedCollective(n_learners=env.spec_info.n_learners)
+    return pols
+
+
+def _learner_policies_for(
+    env: raw_env, policies: Mapping[str, Any] | PolicyFactory | None
+) -> dict[str, Any]:
+    learners = [a for a in env.possible_agents if a != COLLECTIVE]
     if policies is None:
-        return {a: MSGD(env.spec_info) for a in env.possible_agents}
+        return {a: MSGD(env.spec_info) for a in learners}
     if callable(policies) and not isinstance(policies, Mapping):
-        return {a: policies(env.spec_info, k) for k, a in enumerate(env.possible_agents)}
+        return {a: policies(env.spec_info, k) for k, a in enumerate(learners)}
     unknown = sorted(set(policies) - set(env.possible_agents))
     if unknown:
         raise ValueError(f"policies name unknown agents {unknown}; agents: {env.possible_agents}")
-    return {a: policies.get(a) or MSGD(env.spec_info) for a in env.possible_agents}
+    return {a: policies.get(a) or MSGD(env.spec_info) for a in learners}
 
 
 def simulate(
@@ -155,7 +169,10 @@ def simulate(
     Args:
         config: market keyword arguments (merged with ``market_kwargs``).
         policies: ``{agent: policy}`` (missing agents play MSGD), a factory
-            ``(spec, learner_index) -> policy``, or ``None`` (everyone MSGD).
+            ``(spec, learner_index) -> policy``, or ``None`` (everyone MSGD). With a collective
+            (``collective_fraction > 0``) the ``"collective"`` entry is its policy; by default
+            :class:`~choicemarket.baselines.FixedCollective` (plant y* = 1, members choose as
+            usual). Its rows have ``learner = -1`` and extra columns ``COLLECTIVE_METRICS``.
         seeds: the environment seed of each episode; policy ``k`` is reset with
             ``SeedSequence([seed, k])``.
         progress: called with the number of steps done after each step (e.g. a tqdm update).
@@ -217,9 +234,25 @@ def simulate(
 
 
 def _record(history: History, seed: int, step: int, infos: dict, returns: dict) -> None:
+    c = infos.get(COLLECTIVE)
     for a, info in infos.items():
-        row = {"seed": int(seed), "step": step, "agent": a, "learner": int(a.rsplit("_", 1)[1])}
+        if a == COLLECTIVE:
+            continue
+        k = int(a.rsplit("_", 1)[1])
+        row = {"seed": int(seed), "step": step, "agent": a, "learner": k}
         row.update({m: info[m] for m in METRICS})
         row.update({m: info[m] for m in OUTSIDE_METRICS if m in info})
         row["return"] = returns[a]
+        if c is not None:
+            row["planting_success"] = c["planting_success"][k]
+            row["erasing_success"] = c["erasing_success"][k]
+            row["member_loss"] = row["nonmember_loss"] = math.nan
+        history.rows.append(row)
+    if c is not None:
+        row = {"seed": int(seed), "step": step, "agent": COLLECTIVE, "learner": -1}
+        row.update(dict.fromkeys(METRICS, math.nan))
+        row["return"] = returns[COLLECTIVE]
+        row["planting_success"] = float(np.mean(c["planting_success"]))
+        row["erasing_success"] = float(np.mean(c["erasing_success"]))
+        row["member_loss"], row["nonmember_loss"] = c["member_loss"], c["nonmember_loss"]
         history.rows.append(row)

@@ -71,6 +71,24 @@ Infos
     baseline is the regularised ERM on the whole training population evaluated on the test
     users.
 
+Collective (optional, ``collective_fraction = alpha > 0``)
+    An extra agent ``"collective"`` (Hardt et al., 2023; :mod:`choicemarket.envs.core.collective`):
+    each arriving user, and each covariate drawn for a probe, is a member with probability
+    alpha. Action ``MultiDiscrete([3, n_learners + 1, n_labels])``: ``[strategy, destination,
+    label]`` with strategy 0 none, 1 plant (members present ``(g(x), y*)``), 2 erase (members
+    present ``(g(x), f0(x))``); destination 0 as usual, ``1 + k`` every member goes to learner
+    k; label y*. ``g(x)`` sets the ``collective_signal`` coordinates. Learners train on what
+    members present; peers answer probes on it too, so a probed planted learner passes the
+    signal on. An action applies from the next batch on; before the first, members act as
+    ordinary users. Observation ``Dict``: ``planting_success``, ``erasing_success``, ``share``
+    (n,), ``members`` (fraction of the batch), ``step``. Reward: the current strategy's success
+    on the held-out users (never members) at the destination learner, or the mean over
+    learners when members choose as usual, 0 with no strategy; refreshed with the global
+    figures (every ``eval_every`` steps). Infos: ``planting_success`` and
+    ``erasing_success`` per learner, ``success``, ``member_loss`` (members' loss on their true
+    data at the learner they chose), ``nonmember_loss``, ``members``, ``strategy``,
+    ``destination``, ``label``.
+
 Episode end
     Truncation after ``max_steps`` steps; termination only for a learner that leaves the
     market (``exit_share`` > 0).
@@ -91,6 +109,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 
+from .core import collective as _collective
 from .core.config import MarketConfig
 from .core.market import MarketCore
 
@@ -115,6 +134,10 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         self.possible_agents = [f"learner_{k}" for k in range(spec.n_learners)]
         self.agents: list[str] = []
         self._index = {a: k for k, a in enumerate(self.possible_agents)}
+        self.collective = self.core.collective  # None unless collective_fraction > 0
+        if self.collective is not None:
+            self.possible_agents = [*self.possible_agents, _collective.COLLECTIVE]
+            self._collective_space = _collective.observation_space(spec, self.config.max_steps)
         self._action_space = spec.actions.space()
         self._observation_space = self._make_observation_space()
         self._probe_cache: tuple = (None,)
@@ -149,11 +172,15 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
 
     @functools.cache  # noqa: B019  (spaces must be the same objects)
     def observation_space(self, agent: str) -> spaces.Dict:
+        if agent == _collective.COLLECTIVE and self.collective is not None:
+            return self._collective_space
         self._check_agent(agent)
         return self._observation_space
 
     @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> spaces.Box:
+        if agent == _collective.COLLECTIVE and self.collective is not None:
+            return self.collective.space
         self._check_agent(agent)
         return self._action_space
 
@@ -179,14 +206,17 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             raise ValueError(
                 f"actions must be a dict {{agent: action}}, got {type(actions).__name__}"
             )
+        learners = self.agents
+        if self.collective is not None:
+            learners = self._collective_act(actions)
         try:
-            given = [actions[a] for a in self.agents]
+            given = [actions[a] for a in learners]
         except (KeyError, TypeError):
-            missing = [a for a in self.agents if a not in actions]
+            missing = [a for a in learners if a not in actions]
             raise ValueError(
                 f"actions must be a dict with an action for every agent; missing {missing}"
             ) from None
-        stacked = layout.validate_many(given, (f"actions[{a!r}]" for a in self.agents))
+        stacked = layout.validate_many(given, (f"actions[{a!r}]" for a in learners))
         core, cfg = self.core, self.config
         if core.entry is not None:  # learners entering and leaving (core/entry.py)
             stacked = self._full_actions(stacked)
@@ -210,6 +240,8 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             rewards = dict(zip(agents, reward))
         else:
             rewards = {a: reward[self._index[a]] for a in agents}
+        if self.collective is not None:
+            rewards[_collective.COLLECTIVE] = float(self.collective.reward()[0])
         terminations = dict.fromkeys(agents, False)
         truncations = dict.fromkeys(agents, truncated)
         if left:  # learners that left at this step: terminated, then gone from agents
@@ -267,7 +299,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         core, s = self.core, self.core.state
         f32 = np.float32
         X, T, mask = core.padded_users(f32)
-        params = s.theta[0].reshape(len(self.possible_agents), -1).astype(f32)
+        params = s.theta[0].reshape(len(self._index), -1).astype(f32)
         if self._probe_cache[0] != s.probe_version:
             # probe responses change rarely: reuse read-only float32 copies until they do
             pX, pT = s.probe_X[0].astype(f32), s.probe_T[0].astype(f32)
@@ -276,13 +308,13 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
                 a.flags.writeable = False
             self._probe_cache = (s.probe_version, list(pX), list(pT), list(pmask))
         _, pX, pT, pmask = self._probe_cache
-        stats = np.empty((2, len(self.possible_agents), 1), f32)
+        stats = np.empty((2, len(self._index), 1), f32)
         stats[0, :, 0] = s.counts[0] / s.batch.shape[1]
         stats[1, :, 0] = s.local_loss[0]
         share, local = list(stats[0]), list(stats[1])
         step = np.array([s.step], f32)
         parts = zip(params, X[0], T[0], mask[0], pX, pT, pmask, share, local)
-        return {
+        obs = {
             a: {
                 "params": p,
                 "covariates": x,
@@ -298,6 +330,9 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             for a, (p, x, t, m, px, pt, pm, sh, ll) in zip(self.possible_agents, parts)
             if a in self.agents
         }
+        if self.collective is not None and self.agents:
+            obs[_collective.COLLECTIVE] = _collective.observation(self.collective, s.counts, s.step)
+        return obs
 
     def _infos(self) -> tuple[dict, dict[str, list]]:
         """Per-agent info dicts, and the per-learner lists they were built from."""
@@ -326,7 +361,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
                 "social_cost": social,
                 "eval_step": s.eval_step,
             }
-            for k, a in enumerate(self.possible_agents)
+            for k, a in enumerate(self._index)
             if a in self.agents
         }
         behaviour = self.core.behaviour
@@ -338,6 +373,8 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             for info in infos.values():
                 info["active_learners"] = n_active
                 info["events"] = events
+        if self.collective is not None and self.agents:
+            infos[_collective.COLLECTIVE] = _collective.info(self.collective)
         lists = {"global_loss": gl, "local_loss": ll, "share": sh, "probe_queries": queries}
         return infos, lists
 
@@ -354,7 +391,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             f"{'gap':>10}{'probe':>7}",
         ]
         active = self.active_mask
-        for k, a in enumerate(self.possible_agents):
+        for k, a in enumerate(self._index):
             if not active[k]:
                 continue
             acc = s.global_accuracy[0, k]
@@ -365,7 +402,26 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
                 + f"{s.global_loss[0, k] - pop.baseline_loss:>10.4f}"
                 + f"{'yes' if s.probe_valid[0, k] else '-':>7}"
             )
+        if self.collective is not None:
+            c = _collective.info(self.collective)
+            lines.append(
+                f"collective: {c['strategy']} -> "
+                f"{'as usual' if c['destination'] is None else c['destination']}, "
+                f"label {c['label']}, members {c['members']}, planting success "
+                + " ".join(f"{v:.3f}" for v in c["planting_success"])
+            )
         return "\n".join(lines)
+
+    def _collective_act(self, actions: Mapping) -> list[str]:
+        """Validate and apply the collective's action; the learners still to act."""
+        name = _collective.COLLECTIVE
+        if name not in actions:
+            raise ValueError(
+                f"actions must be a dict with an action for every agent; missing ['{name}']"
+            )
+        a = self.collective.validate(actions[name], f"actions[{name!r}]")
+        self.collective.set_actions(a[None])
+        return [g for g in self.agents if g != name]
 
     def close(self) -> None:
         pass

@@ -61,6 +61,8 @@ class MarketConfig:
     clone_noise: float = 0.0  # std of the Gaussian noise added to a clone's parameters
     clone_share: float = 0.5  # fraction of the parent's loyal users that move to a clone
     fresh_share: float = 0.0  # fraction of all users that become loyal to a fresh entrant
+    collective_fraction: float = 0.0  # alpha in [0, 1): P(a user is a collective member); 0: off
+    collective_signal: tuple[tuple[int, float], ...] = ()  # g(x): (feature, value) pairs to set
 
     def __post_init__(self) -> None:
         _int_at_least(self, "n_learners", 1)
@@ -138,6 +140,13 @@ class MarketConfig:
                 "combined with choice_rule 'logit' or 'multiplicative_weights', user_types or "
                 "outside_threshold; use the default choice rules with them"
             )
+        _collective(self)
+        if self.collective_fraction and (is_enabled(self) or not is_default(self)):
+            raise ValueError(
+                "collective_fraction > 0 cannot be combined with learners entering and leaving "
+                "or with choice_rule 'logit'/'multiplicative_weights', user_types or "
+                "outside_threshold; use the default choice rules with a collective"
+            )
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> MarketConfig:
@@ -158,6 +167,7 @@ class MarketConfig:
         d = asdict(self)
         if isinstance(self.preferences, tuple):
             d["preferences"] = list(self.preferences)
+        d["collective_signal"] = [list(p) for p in self.collective_signal]
         return d
 
 
@@ -208,3 +218,33 @@ def _choice(cfg: MarketConfig, name: str, allowed: tuple[str, ...]) -> None:
     v = getattr(cfg, name)
     if v not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {v!r}")
+
+
+def _collective(cfg: MarketConfig) -> None:
+    a = cfg.collective_fraction
+    if not (_is_real(a) and 0.0 <= a < 1.0):
+        raise ValueError(f"collective_fraction must be a number in [0, 1), got {a!r}")
+    signal = cfg.collective_signal
+    message = (
+        "collective_signal must be a sequence of (feature index >= 0, finite value) pairs "
+        f"with distinct features, got {signal!r}"
+    )
+    if isinstance(signal, (str, bytes)) or not isinstance(signal, Sequence):
+        raise ValueError(message)
+    pairs = []
+    for p in signal:
+        if isinstance(p, (str, bytes)) or not isinstance(p, Sequence) or len(p) != 2:
+            raise ValueError(message)
+        j, v = p
+        if isinstance(j, bool) or not isinstance(j, numbers.Integral) or j < 0 or not _is_real(v):
+            raise ValueError(message)
+        pairs.append((int(j), float(v)))
+    if len({j for j, _ in pairs}) != len(pairs):
+        raise ValueError(message)
+    if a > 0 and not pairs:
+        raise ValueError(
+            "collective_signal must name at least one (feature, value) pair "
+            "when collective_fraction > 0"
+        )
+    object.__setattr__(cfg, "collective_fraction", float(a))
+    object.__setattr__(cfg, "collective_signal", tuple(pairs))

@@ -21,6 +21,7 @@ import numpy as np
 
 from .actions import ActionLayout
 from .choice import make_behaviour
+from .collective import Collective
 from .config import MarketConfig
 from .entry import EntryExit, is_enabled, slot_count
 from .losses import logits, loss_family, quadratic_risk
@@ -95,6 +96,10 @@ class MarketCore:
         self._no_queries = np.zeros((n_markets, n), np.int64)
         self._no_queries.flags.writeable = False
         self.behaviour = make_behaviour(config)  # None: the default choice path below
+        # the optional collective of users; None (and untouched in a step) when disabled
+        self.collective = (
+            Collective(config, self.spec, n_markets) if config.collective_fraction else None
+        )
 
     # ----------------------------------------------------------------- reset and step
     def reset(self, seed: int | None = None) -> MarketState:
@@ -146,6 +151,8 @@ class MarketCore:
             self.behaviour.reset(pop.pref, M, pop_seed)
         if self.entry is not None:
             self.entry.reset(self)
+        if self.collective is not None:
+            self.collective.reset(pop)
         self._arrive()
         self.evaluate()
         return self.state
@@ -193,6 +200,8 @@ class MarketCore:
         idx = (draws[0] * len(pop.X_train)).astype(np.intp)
         u = draws[1]
         X, T = pop.X_train.take(idx, 0), pop.T_train.take(idx, 0)
+        if self.collective is not None:
+            X, T = self.collective.present(X, T, rng)
         L = pop.family.loss(logits(s.theta, X), T[:, None])  # (M, n, B)
         entry = self.entry  # learners entering and leaving: only active ones are chosen
         best = (L if entry is None else entry.exclude_inactive(L)).argmin(1)
@@ -209,6 +218,8 @@ class MarketCore:
                 else:
                     uniform = entry.uniform(rng, (M, B))
                 choice = np.where(u < cfg.uniform_weight, uniform, best)
+            if self.collective is not None:
+                choice = self.collective.route(choice)
             served = L[self._market_index, choice, self._user_index]
             key = (self._market_offset + choice).ravel()
             counts = np.bincount(key, minlength=M * n).reshape(M, n)
@@ -219,6 +230,8 @@ class MarketCore:
             s.local_loss = np.where(counts > 0, sums / np.maximum(counts, 1), L.mean(-1))
         s.batch, s.choice, s.served_loss, s.counts = idx, choice, served, counts
         s.batch_X, s.batch_T = X, T
+        if self.collective is not None:
+            self.collective.record(s.theta, choice, served, pop)
 
     def _answer_probes(self, probe: np.ndarray, peers: np.ndarray, route: np.ndarray) -> None:
         """Fill the probe sets of the requesting learners (R requests at once).
@@ -234,6 +247,8 @@ class MarketCore:
         R, n, Np = len(m), spec.n_learners, spec.probe_size
         idx = rng.integers(len(pop.X_train), size=(R, Np))
         Xp = pop.X_train[idx]  # (R, Np, d)
+        if self.collective is not None:
+            Xp = self.collective.present_probes(Xp, m, rng)
         z_all = logits(s.theta[m], Xp)  # (R, n, Np, o)
         peers_r, route_r = peers[m, k], route[m, k]
         n_named = peers_r.sum(-1)
@@ -276,6 +291,8 @@ class MarketCore:
             s.global_accuracy = (pop.family.predict(z) == pop.y_test).mean(-1)
         else:
             s.global_accuracy = np.full(s.global_loss.shape, math.nan)
+        if self.collective is not None:
+            self.collective.measure(s.theta, pop)
         s.eval_step = s.step
 
     def padded_users(self, dtype=np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
