@@ -71,6 +71,20 @@ class _Learners:
         self.den32 = (1.0 + self.p).astype(_F32)[:, None, None]
         self.p64 = self.p[:, None, None]
 
+    def probe_batches(self, sel: np.ndarray, n_valid: int) -> np.ndarray | list[np.ndarray]:
+        """Each selected prober's b_p probe-row indices from its own generator, as
+        ``MSGDP.probe_batch`` draws them: ``floor(u * n_valid)``."""
+        rows = self.probers[sel]
+        b_p = self.b_p[sel]
+        if (b_p == b_p[0]).all():
+            u = np.empty((len(rows), int(b_p[0])))
+            for j, i in enumerate(rows):
+                self.flat[i].rng.random(out=u[j])
+            return (u * n_valid).astype(np.intp)
+        return [
+            (self.flat[i].rng.random(int(b)) * n_valid).astype(np.intp) for i, b in zip(rows, b_p)
+        ]
+
     def probe_due(self, t: int) -> list[int]:
         return [int(i) for i in self.probers if self.flat[i].probe_request(t)[0]]
 
@@ -130,11 +144,9 @@ def run_markets(
     prob_rows = learners.probers
     for _ in range(cfg.max_steps):
         t = s.step
-        X, T, mask = core.padded_users(_F32)
+        X, T, mask = (a.reshape(K, *a.shape[2:]) for a in core.padded_users(_F32))
         theta32 = s.theta.reshape(K, o, d).astype(_F32)
-        direction = mean_gradient(
-            family, theta32, X.reshape(K, -1, d), T.reshape(K, X.shape[2], -1), mask.reshape(K, -1)
-        )
+        direction = mean_gradient(family, theta32, X, T, mask)
         if len(prob_rows):
             if probe_version != s.probe_version:
                 pX32 = s.probe_X.reshape(K, Np, d).astype(_F32)
@@ -185,11 +197,9 @@ def _mix_probes(learners, family, direction, theta32, valid, pX32, pT32) -> None
         return
     sel = np.flatnonzero(active)
     rows = learners.probers[sel]
-    Np = pX32.shape[1]
-    batches = [learners.flat[i].probe_batch(np.ones(Np)) for i in rows]
-    b_p = learners.b_p[sel]
-    if (b_p == b_p[0]).all():
-        b = np.stack(batches)
+    batches = learners.probe_batches(sel, pX32.shape[1])
+    if isinstance(batches, np.ndarray):
+        b = batches
         h = mean_gradient(family, theta32[rows], pX32[rows[:, None], b], pT32[rows[:, None], b])
     else:  # probe batches of different sizes: one gradient call per prober
         h = [
