@@ -61,12 +61,8 @@ class _Learners:
         self.inv_sqrt = inv if inv.any() else None
         self.l2 = np.array([pol.l2 for pol in flat])[:, None, None]
         self.probers = np.array([i for i, pol in enumerate(flat) if pol.p > 0], np.intp)
-        per_market = np.bincount(self.probers // n, minlength=self.M)
         self.p = np.array([flat[i].p for i in self.probers])
         self.b_p = np.array([flat[i].probe_batch_size for i in self.probers], np.intp)
-        # a market with one active prober mixes in float32 (p a Python scalar), several in
-        # float64 (p an array): the arithmetic of act_arrays for one market
-        self.alone = per_market[self.probers // n] == 1
         self.p32 = self.p.astype(_F32)[:, None, None]
         self.den32 = (1.0 + self.p).astype(_F32)[:, None, None]
         self.p64 = self.p[:, None, None]
@@ -206,18 +202,18 @@ def _mix_probes(learners, family, direction, theta32, valid, pX32, pT32) -> None
             mean_gradient(family, theta32[i : i + 1], pX32[i, bi][None], pT32[i, bi][None])[0]
             for i, bi in zip(rows, batches)
         ]
-    alone = learners.alone[sel]
-    if alone.all():
-        direction[rows] = (direction[rows] + learners.p32[sel] * h) / learners.den32[sel]
-        return
-    for j, i in enumerate(rows):  # mixed batch: each prober with its market's arithmetic
-        if alone[j]:
-            direction[i] = (direction[i] + learners.p32[sel[j], 0, 0] * h[j]) / learners.den32[
-                sel[j], 0, 0
-            ]
-        else:
-            p = learners.p64[sel[j]]
-            direction[i] = (direction[i] + p * h[j]) / (1.0 + p)
+    # a market with one prober holding a probe set mixes in float32 (p a Python scalar),
+    # several in float64 (p an array): the arithmetic of act_arrays for one market
+    market = rows // learners.n
+    alone = np.bincount(market, minlength=learners.M)[market] == 1
+    h = np.asarray(h)
+    one, two = sel[alone], sel[~alone]
+    if len(one):
+        r = rows[alone]
+        direction[r] = (direction[r] + learners.p32[one] * h[alone]) / learners.den32[one]
+    if len(two):
+        r, p = rows[~alone], learners.p64[two]
+        direction[r] = (direction[r] + p * h[~alone]) / (1.0 + p)
 
 
 def _record(rows: list[list[dict]], seeds, core: MarketCore, returns: np.ndarray) -> None:

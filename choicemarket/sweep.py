@@ -54,9 +54,15 @@ def _chunk(market: dict, runs: list[Run], snapshot_every: int | None, progress=N
         threadpool_limits = None
     cfg = MarketConfig.from_kwargs(**market)
     spec = MarketCore(cfg).spec
-    pols, probers = [], []
+    pols, probers, known = [], [], {}
     for run in runs:
-        who = resolve_probers(run.market, run.policy)
+        key = json.dumps([run.market, run.policy["probers"], run.policy["n_probers"]], default=str)
+        if run.policy["p"] == 0:
+            who = []
+        elif key in known:
+            who = known[key]
+        else:
+            who = known[key] = resolve_probers(run.market, run.policy)
         probers.append(who)
         pols.append(build_policies(spec, run.policy, who))
     if threadpool_limits is not None:

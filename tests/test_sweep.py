@@ -111,6 +111,26 @@ def test_batched_markets_equal_each_market_alone(market, probers, scenario, ever
         assert _rows_equal(alone.rows, run.rows), (seed, p)
 
 
+def test_markets_with_different_probers_and_scenarios_share_a_batch():
+    market = dict(dataset="acs-income", max_steps=60, eval_every=30)
+    spec = raw_env(**market).spec_info
+    setups = [
+        ((1, 3), 0.5, "majority_good"),
+        ((2,), 0.8, "preference_aware"),
+        ((), 0.0, "preference_aware"),
+        ((0, 4), 1.0, "market_leader"),
+    ]
+    seeds = [1, 2, 3, 4]
+    runs = run_markets(market, [_policies(spec, p, who, sc) for who, p, sc in setups], seeds)
+    for run, seed, (who, p, sc) in zip(runs, seeds, setups):
+        alone = simulate(
+            market,
+            policies=lambda sp, k, who=who, p=p, sc=sc: _policies(sp, p, who, sc)[k],
+            seeds=[seed],
+        )
+        assert _rows_equal(alone.rows, run.rows), (who, p, sc)
+
+
 def test_batched_theta_equals_single_market_step_for_step():
     """theta of each batched market equals the lone market's after every step."""
     cfg = MarketConfig(dataset="acs-income", init="random", max_steps=30, probe_noise=0.2)
