@@ -54,6 +54,8 @@ class _Learners:
                 raise ValueError(
                     f"the batched engine runs MSGD/MSGD-P policies, got {type(pol).__name__}"
                 )
+        if len({id(pol) for pol in flat}) != len(flat):
+            raise ValueError("policies must be distinct objects: each draws from its own generator")
         self.flat = flat
         self.M, self.n = len(policies), n
         self.neg_eta = -np.array([pol.eta for pol in flat])[:, None, None]
@@ -117,10 +119,10 @@ def run_markets(
     )
     if any(len(pols) != n for pols in policies):
         raise ValueError(f"each market needs one policy per learner ({n})")
+    learners = _Learners(policies, n)
     for seed, pols in zip(seeds, policies):
         for k, pol in enumerate(pols):
             pol.reset(policy_seed(seed, k))
-    learners = _Learners(policies, n)
     K = M * n
     family, layout = spec.family, spec.actions
     low, high = layout._bounds

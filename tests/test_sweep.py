@@ -162,6 +162,18 @@ def test_batched_theta_equals_single_market_step_for_step():
             np.testing.assert_array_equal(s.probe_T[m], one.probe_T[0])
 
 
+def test_engine_rejects_policies_it_cannot_batch():
+    market = dict(dataset="two-slopes", n_learners=2, preferences="category", max_steps=5)
+    spec = raw_env(**market).spec_info
+    shared = MSGD(spec)
+    with pytest.raises(ValueError, match="distinct objects"):
+        run_markets(market, [[shared, MSGD(spec)], [shared, MSGD(spec)]], [0, 1])
+    with pytest.raises(ValueError, match="one policy per learner"):
+        run_markets(market, [[MSGD(spec)]], [0])
+    with pytest.raises(ValueError, match="MSGD/MSGD-P"):
+        run_markets(market, [[object(), MSGD(spec)]], [0])
+
+
 def test_one_market_with_its_own_seed_draws_as_the_shared_generator():
     cfg = MarketConfig(dataset="breast-cancer", n_learners=3, init="random")
     a, b = MarketCore(cfg), MarketCore(cfg)
@@ -282,6 +294,18 @@ def test_interrupted_sweep_resumes_without_redoing_finished_runs(tmp_path):
     assert _files(tmp_path / "cut") == _files(tmp_path / "full")
     rerun = run_sweep(exp, tmp_path / "cut", progress=False)
     assert rerun["computed"] == [] and len(rerun["skipped"]) == 12
+
+
+def test_parameter_snapshots_are_strided_and_optional(tmp_path):
+    exp = parse_experiment({**TINY, "sweep": {"seeds": 1}, "output": {"snapshot_every": 20}})
+    run_sweep(exp, tmp_path, progress=False)
+    (data,) = _files(tmp_path).values()
+    assert sorted(data["snapshots"], key=int) == ["0", "20", "40", "60"]
+    assert np.asarray(data["snapshots"]["60"]).shape == (2, 1, 1)
+    assert sorted({r["step"] for r in data["rows"]}) == [0, 20, 40, 60]  # eval points only
+    plain = parse_experiment({**TINY, "sweep": {"seeds": 1}})
+    run_sweep(plain, tmp_path / "plain", progress=False)
+    assert "snapshots" not in next(iter(_files(tmp_path / "plain").values()))
 
 
 def test_changed_settings_are_recomputed(tmp_path):
