@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", default=None, help="write the history to this .csv or .json")
     run.add_argument("--no-progress", action="store_true")
+    from choicemarket.sweep_cli import add_run_config_arguments, add_sweep_commands
+
+    add_run_config_arguments(run)
+    add_sweep_commands(sub)
 
     sub.add_parser("datasets", help="list the registered datasets")
     sub.add_parser("options", help="list the market options and their defaults")
@@ -118,10 +122,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(args)
+        if args.command == "run" and args.config is not None:
+            from choicemarket.sweep_cli import run_config
+
+            return run_config(args)
         if args.command == "run":
             return _run(args)
         if args.command == "bench":
             return _bench(args)
+        if args.command in ("plot", "report", "configs"):
+            from choicemarket.sweep_cli import COMMANDS
+
+            return COMMANDS[args.command](args)
         if args.command == "datasets":
             from choicemarket.envs.data import dataset_names
 

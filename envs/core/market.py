@@ -9,7 +9,10 @@ One step of every market (semantics: users arrive, choose, learners update):
    else ``argmin_k l(theta_k; x, y)`` (ties: lowest index);
 4. record counts, each user's loss at its learner, and each learner's local loss.
 
-All M markets share one population and one ``numpy.random.Generator``.
+All M markets share one population. ``reset(seed)`` gives them one shared
+``numpy.random.Generator``; ``reset(seeds=[...])`` gives market m its own generator seeded by
+``seeds[m]``, so that market m follows exactly the trajectory it would follow alone with that
+seed (M = 1 draws the same numbers either way).
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ class MarketCore:
         self.population: Population | None = None
         self.state: MarketState | None = None
         self.rng = np.random.default_rng()
+        self.rngs: list[np.random.Generator] | None = None  # per-market generators, if any
         self._seeded = False
         # learners entering and leaving (entry.py); None keeps the learner set fixed
         self.entry = EntryExit(config, n_markets) if is_enabled(config) else None
@@ -102,23 +106,45 @@ class MarketCore:
         )
 
     # ----------------------------------------------------------------- reset and step
-    def reset(self, seed: int | None = None) -> MarketState:
+    def reset(self, seed: int | None = None, seeds=None) -> MarketState:
         """Fresh markets: population, initial parameters, first batch and its choices.
 
-        A ``seed`` restarts the generator; ``None`` continues the current one (Gymnasium's
-        convention), so ``reset(seed=s); reset()`` is reproducible too.
+        A ``seed`` restarts the shared generator; ``None`` continues the current one
+        (Gymnasium's convention), so ``reset(seed=s); reset()`` is reproducible too.
+        ``seeds`` (one integer per market) gives each market its own generator instead.
         """
         cfg, spec = self.config, self.spec
-        if seed is not None or not self._seeded:
+        if seeds is not None:
+            extensions = (self.behaviour, self.entry, self.collective)
+            if any(x is not None for x in extensions):
+                raise ValueError(
+                    "seeds (one generator per market) supports the default market only; richer "
+                    "choice rules, learners entering and leaving and collectives use reset(seed)"
+                )
+            self.rngs = self._market_generators(seeds)
+            self.rng = self.rngs[0]
+            self._seeded = True
+        elif seed is not None or not self._seeded:
+            self.rngs = None
             self.rng = np.random.default_rng(seed)
             self._seeded = True
         pop_seed = cfg.population_seed
-        if pop_seed is None:
+        if pop_seed is None and self.rngs is not None:
+            drawn = {int(r.integers(2**31 - 1)) for r in self.rngs}
+            if len(drawn) > 1:
+                raise ValueError(
+                    "population_seed=None draws a population per seed; markets reset together "
+                    "with different seeds need a fixed population_seed (an integer >= 0)"
+                )
+            pop_seed = drawn.pop()
+        elif pop_seed is None:
             pop_seed = int(self.rng.integers(2**31 - 1))
         self.population = pop = population_for(cfg, pop_seed)
         M, n, o, d = self.n_markets, cfg.n_learners, spec.n_outputs, spec.n_features
         if cfg.init == "partition_erm":
             theta = np.broadcast_to(pop.partition_theta, (M, n, o, d)).copy()
+        elif cfg.init == "random" and self.rngs is not None:
+            theta = cfg.init_scale * np.stack([r.standard_normal((n, o, d)) for r in self.rngs])
         elif cfg.init == "random":
             theta = cfg.init_scale * self.rng.standard_normal((M, n, o, d))
         else:
@@ -156,6 +182,25 @@ class MarketCore:
         self._arrive()
         self.evaluate()
         return self.state
+
+    def _market_generators(self, seeds) -> list[np.random.Generator]:
+        seeds = list(seeds)
+        if len(seeds) != self.n_markets or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0 for v in seeds
+        ):
+            raise ValueError(
+                f"seeds must be {self.n_markets} integers >= 0 (one per market), got {seeds!r}"
+            )
+        return [np.random.default_rng(int(v)) for v in seeds]
+
+    def _random(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Uniform draws of shape (M, *shape): market m's from its own generator if it has one."""
+        if self.rngs is None:
+            return self.rng.random((self.n_markets, *shape))
+        out = np.empty((self.n_markets, *shape))
+        for m, r in enumerate(self.rngs):
+            r.random(out=out[m])
+        return out
 
     def step(self, actions: np.ndarray) -> MarketState:
         """Advance every market one step with clipped actions of shape (M, n, A)."""
@@ -196,7 +241,10 @@ class MarketCore:
         B = cfg.users_per_step
         rng = self.rng
         # one draw for batch and loyalty: floor(u N) is uniform on 0..N-1 up to O(N / 2^53)
-        draws = rng.random((2, M, B))
+        if self.rngs is None:
+            draws = rng.random((2, M, B))
+        else:
+            draws = self._random((2, B)).swapaxes(0, 1)
         idx = (draws[0] * len(pop.X_train)).astype(np.intp)
         u = draws[1]
         X, T = pop.X_train.take(idx, 0), pop.T_train.take(idx, 0)
@@ -213,7 +261,9 @@ class MarketCore:
                 pref = pop.pref.take(idx) if entry is None else entry.preferred(idx)
                 choice = np.where(u < cfg.preference_weight, pref, best)
             else:
-                if entry is None:
+                if self.rngs is not None:
+                    uniform = np.stack([r.integers(n, size=B) for r in self.rngs])
+                elif entry is None:
                     uniform = rng.integers(n, size=(M, B))
                 else:
                     uniform = entry.uniform(rng, (M, B))
@@ -242,10 +292,14 @@ class MarketCore:
         peers the pseudo-label is the coordinatewise median of their logits.
         """
         s, pop, cfg, spec = self.state, self.population, self.config, self.spec
-        rng = self.rng
         m, k = np.nonzero(probe)
-        R, n, Np = len(m), spec.n_learners, spec.probe_size
-        idx = rng.integers(len(pop.X_train), size=(R, Np))
+        n, Np = spec.n_learners, spec.probe_size
+        noise = n > 1 and cfg.probe_noise > 0
+        rng = self.rng
+        # with learners entering and leaving, the noisy routing is drawn below (active peers)
+        idx, noisy, other_draw = self._probe_draws(
+            m, len(pop.X_train), noise and self.entry is None
+        )
         Xp = pop.X_train[idx]  # (R, Np, d)
         if self.collective is not None:
             Xp = self.collective.present_probes(Xp, m, rng)
@@ -255,11 +309,11 @@ class MarketCore:
         single = route_r | (n_named == 1)
         prefs = pop.pref[idx] if self.entry is None else self.entry.pref[m[:, None], idx]
         intended = np.where(route_r[:, None], prefs, peers_r.argmax(-1)[:, None])
-        if n > 1 and cfg.probe_noise > 0:
-            noisy = rng.random((R, Np)) < cfg.probe_noise
+        if noise:
             if self.entry is None:
-                other = (intended + 1 + rng.integers(n - 1, size=(R, Np))) % n
+                other = (intended + 1 + other_draw) % n
             else:  # a random *active* other learner
+                noisy = rng.random(idx.shape) < cfg.probe_noise
                 other = self.entry.other_active(intended, m, rng)
             intended = np.where(noisy & single[:, None], other, intended)
         z = np.take_along_axis(z_all, intended[:, None, :, None], 1)[:, 0]
@@ -275,6 +329,29 @@ class MarketCore:
         s.probe_valid[m, k] = True
         s.probe_version += 1
         s.probe_queries[m, k] = np.where(single, Np, Np * n_named)
+
+    def _probe_draws(self, m: np.ndarray, n_train: int, noise: bool):
+        """Random numbers of R probe requests (rows ``m`` sorted by market): probed users
+        (R, N_probe), and with routing noise the noisy-query flags and the other-peer offsets.
+        A market with its own generator draws its requests' numbers in the same order as the
+        shared generator of a lone market does."""
+        R, n, Np = len(m), self.spec.n_learners, self.spec.probe_size
+        kappa = self.config.probe_noise
+        groups = [(self.rng, slice(0, R))]
+        if self.rngs is not None:
+            starts = np.flatnonzero(np.r_[True, m[1:] != m[:-1]]) if R else np.zeros(0, int)
+            ends = np.r_[starts[1:], R]
+            groups = [(self.rngs[m[a]], slice(a, b)) for a, b in zip(starts, ends)]
+        idx = np.empty((R, Np), np.int64)
+        noisy = np.empty((R, Np), bool) if noise else None
+        other = np.empty((R, Np), np.int64) if noise else None
+        for rng, rows in groups:
+            size = (rows.stop - rows.start, Np)
+            idx[rows] = rng.integers(n_train, size=size)
+            if noise:
+                noisy[rows] = rng.random(size) < kappa
+                other[rows] = rng.integers(n - 1, size=size)
+        return idx, noisy, other
 
     # ----------------------------------------------------------------- measurements
     def evaluate(self) -> None:

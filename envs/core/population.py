@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from sklearn.cluster import KMeans
 
 from ..data import load_dataset
 from ..data.registry import Dataset
@@ -106,6 +105,8 @@ def _kmeans(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     if k == 1 or len(X) < k:
         return np.arange(len(X)) % k
     seed = int(rng.integers(2**31 - 1))
+    from sklearn.cluster import KMeans  # imported when needed: scikit-learn is large
+
     return KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(X).astype(np.int64)
 
 

@@ -1,0 +1,126 @@
+"""Peak memory of one long, wide run: the Amazon shape (20,000 steps, 9 learners, 385 features).
+
+The market: ``gaussian-groups`` with 9 groups of 3,333 users and 384 features plus an
+intercept (385 parameters per learner), one learner per group (``preferences="category"``),
+B = 150, eta = 0.05, N_probe = 500, b_p = 15, 5% test split; learner 0 probes by preference
+(p = 0.4), the others run MSGD; metrics recorded at evaluation points only (every
+``--eval-every`` steps). The run happens in a fresh child process; the script prints the child's
+peak resident set size (``ru_maxrss``), its RSS just before the run (imports and population
+included), and with ``--tracemalloc`` the peak of Python-tracked allocations during the run
+(slower).
+
+    python benchmarks/bench_memory.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+N_USERS = int(os.environ.get("BENCH_USERS", 29997))
+MARKET = dict(
+    dataset="gaussian-groups",
+    dataset_options={"n_groups": 9, "n_users": N_USERS, "n_features": 384},
+    n_learners=9,
+    preferences="category",
+    users_per_step=150,
+    probe_size=500,
+    test_fraction=0.05,
+    init="random",
+)
+
+
+def _status_mb(key: str) -> float:
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) of this process, in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (Linux >= 4.0), so VmHWM covers the run only."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def child(steps: int, eval_every: int, trace: bool) -> dict:
+    import tracemalloc
+
+    from choicemarket.baselines import MSGD, MSGDP
+    from choicemarket.engine import run_markets
+    from choicemarket.envs import MarketConfig, MarketCore
+
+    cfg = MarketConfig(**MARKET, max_steps=steps, eval_every=eval_every)
+    spec = MarketCore(cfg).spec
+    core = MarketCore(cfg)
+    core.reset(seed=0)  # builds (and caches) the population
+    del core
+    imports_and_data = _status_mb("VmHWM")
+    before = _status_mb("VmRSS")
+    pols = [
+        [
+            MSGDP(spec, 0, p=0.4, eta=0.05, probe_batch_size=15) if k == 0 else MSGD(spec, eta=0.05)
+            for k in range(9)
+        ]
+    ]
+    reset = _reset_peak()
+    if trace:
+        tracemalloc.start()
+    start = time.perf_counter()
+    (run,) = run_markets(cfg, pols, [0])
+    wall = time.perf_counter() - start
+    traced = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
+    peak = (
+        _status_mb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    return {
+        "setup_peak_mb": imports_and_data,
+        "peak_is_run_only": reset,
+        "n_params": spec.n_params,
+        "rows": len(run.rows),
+        "wall_s": wall,
+        "rss_before_mb": before,
+        "peak_rss_mb": peak,
+        "traced_peak_mb": traced,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--tracemalloc", action="store_true")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.steps, args.eval_every, args.tracemalloc)))
+        return
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--steps", str(args.steps)]
+    cmd += ["--eval-every", str(args.eval_every)] + (["--tracemalloc"] if args.tracemalloc else [])
+    load = os.getloadavg()[0]
+    res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    print(
+        f"{args.steps} steps, 9 learners x {res['n_params']} parameters, {res['rows']} history "
+        f"rows (every {args.eval_every} steps), {res['wall_s']:.1f} s (load average {load:.1f})"
+    )
+    print(f"peak RSS while importing and building the population: {res['setup_peak_mb']:.0f} MB")
+    print(f"RSS before the run (imports, population): {res['rss_before_mb']:.0f} MB")
+    what = "during the run" if res["peak_is_run_only"] else "of the whole process"
+    print(f"peak RSS {what}: {res['peak_rss_mb']:.0f} MB")
+    if res["traced_peak_mb"] is not None:
+        print(f"peak Python-tracked allocations during the run: {res['traced_peak_mb']:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
