@@ -19,9 +19,6 @@ from choicemarket.sweep import load_runs, plan_chunks, run_sweep
 
 # datasets that shipped configs name and that other parts of the library provide
 DATASETS_ADDED_ELSEWHERE = {
-    "acs-employment",
-    "synthetic-ratings",
-    "movielens",
     "uci-sentiment",
     "amazon-reviews",
 }
