@@ -1,10 +1,14 @@
 """Datasets of users: a registry of loaders and the populations shipped with the package.
 
 Registered: ``two-slopes``, ``gaussian-groups`` (synthetic), ``acs-income``, ``acs-work``
-(real census people, embedded), ``diabetes``, ``breast-cancer``, ``digits`` (scikit-learn).
+(real census people, embedded), ``diabetes``, ``breast-cancer``, ``digits`` (scikit-learn),
+``uci-sentiment`` (review sentences with precomputed embeddings, embedded) and
+``amazon-reviews`` (user-supplied Amazon Reviews 2023 files, embedded on the fly).
 """
 
 from . import acs, sklearn_sets, synthetic  # noqa: F401  (each registers its loaders)
+from .amazon_reviews import load_amazon_reviews  # noqa: F401  (registers amazon-reviews)
 from .registry import Dataset, dataset_names, load_dataset, register_dataset
+from .uci_sentiment import load_uci_sentiment  # noqa: F401  (registers uci-sentiment)
 
 __all__ = ["Dataset", "dataset_names", "load_dataset", "register_dataset"]
