@@ -118,6 +118,7 @@ class MiniLMEncoder:
         )
         D = h.shape[-1]
         hd = D // self.n_heads
+        h = h.reshape(b * L, D)  # 2-D for the dense layers: one BLAS call each, not b small ones
         bias = np.where(mask[:, None, None, :], 0.0, np.finfo(np.float32).min).astype(np.float32)
         scale = np.float32(1.0 / np.sqrt(hd))
         for i in range(self.n_layers):
@@ -135,7 +136,7 @@ class MiniLMEncoder:
             s = (q @ k.transpose(0, 1, 3, 2)) * scale + bias
             s = np.exp(s - s.max(axis=-1, keepdims=True))
             s /= s.sum(axis=-1, keepdims=True)
-            ctx = (s @ v).transpose(0, 2, 1, 3).reshape(b, L, D)
+            ctx = (s @ v).transpose(0, 2, 1, 3).reshape(b * L, D)
             a = _layer_norm(
                 h + dense(ctx, "attention.output.dense"),
                 w[f"{p}attention.output.LayerNorm.weight"],
@@ -146,6 +147,7 @@ class MiniLMEncoder:
             h = _layer_norm(
                 a + f, w[f"{p}output.LayerNorm.weight"], w[f"{p}output.LayerNorm.bias"], self.eps
             )
+        h = h.reshape(b, L, D)
         m = mask[..., None].astype(np.float32)
         pooled = (h * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
         norm = np.linalg.norm(pooled, axis=1, keepdims=True)
