@@ -45,7 +45,7 @@ CITATION = (
 
 def category_files(data_dir: str | os.PathLike, categories: Sequence[str] | None) -> dict:
     """``{category: path}``: the named categories, or every ``*.jsonl[.gz]`` file, sorted."""
-    folder = Path(data_dir)
+    folder = Path(data_dir).expanduser()
     if not folder.is_dir():
         raise ValueError(f"data_dir must be a folder of <Category>.jsonl files, got {folder}")
     if categories is None:

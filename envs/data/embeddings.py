@@ -95,7 +95,7 @@ class EmbeddingCache:
     """Embeddings on disk keyed by (model id, text hash); see the module docstring."""
 
     def __init__(self, cache_dir: str | os.PathLike, model_id: str) -> None:
-        self.folder = Path(cache_dir) / model_id.replace("/", "__")
+        self.folder = Path(cache_dir).expanduser() / model_id.replace("/", "__")
 
     def lookup(self, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(found, E)``: which ``keys`` are cached (bool (n,)) and their embeddings (n, 384)."""
