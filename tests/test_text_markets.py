@@ -157,7 +157,7 @@ def test_category_files(reviews_dir: Path) -> None:
     assert list(category_files(reviews_dir, ["Books", "All_Beauty"])) == ["Books", "All_Beauty"]
     with pytest.raises(ValueError, match=r"Toys\.jsonl"):
         category_files(reviews_dir, ["Books", "Toys"])
-    with pytest.raises(ValueError, match="data_dir"):
+    with pytest.raises(ValueError, match="root"):
         category_files(reviews_dir / "nowhere", None)
     with pytest.raises(ValueError, match="categories"):
         category_files(reviews_dir, "Books")
@@ -216,7 +216,7 @@ def test_bad_json_and_missing_field(tmp_path: Path) -> None:
 
 
 def test_amazon_loader_options_are_checked(reviews_dir: Path) -> None:
-    with pytest.raises(ValueError, match="data_dir is required"):
+    with pytest.raises(ValueError, match="root is required"):
         load_dataset("amazon-reviews")
     with pytest.raises(ValueError, match="reviews_per_category"):
         load_amazon_reviews(reviews_dir, reviews_per_category=0)
@@ -230,7 +230,7 @@ def test_amazon_loader_options_are_checked(reviews_dir: Path) -> None:
 def test_amazon_loader_end_to_end(reviews_dir: Path, tmp_path: Path) -> None:
     ds = load_dataset(
         "amazon-reviews",
-        data_dir=str(reviews_dir),
+        root=str(reviews_dir),
         reviews_per_category=4,
         cache_dir=str(tmp_path / "cache"),
     )
@@ -249,7 +249,7 @@ def test_amazon_loader_end_to_end(reviews_dir: Path, tmp_path: Path) -> None:
 
     env = raw_env(
         dataset="amazon-reviews",
-        dataset_options={"data_dir": str(reviews_dir), "reviews_per_category": 4},
+        dataset_options={"root": str(reviews_dir), "reviews_per_category": 4},
         n_learners=3,
         preferences="category",
         test_fraction=0.25,

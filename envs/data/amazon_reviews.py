@@ -43,11 +43,11 @@ CITATION = (
 )
 
 
-def category_files(data_dir: str | os.PathLike, categories: Sequence[str] | None) -> dict:
+def category_files(root: str | os.PathLike, categories: Sequence[str] | None) -> dict:
     """``{category: path}``: the named categories, or every ``*.jsonl[.gz]`` file, sorted."""
-    folder = Path(data_dir).expanduser()
+    folder = Path(root).expanduser()
     if not folder.is_dir():
-        raise ValueError(f"data_dir must be a folder of <Category>.jsonl files, got {folder}")
+        raise ValueError(f"root must be a folder of <Category>.jsonl files, got {folder}")
     if categories is None:
         found = {}
         for path in sorted(folder.iterdir()):
@@ -55,7 +55,7 @@ def category_files(data_dir: str | os.PathLike, categories: Sequence[str] | None
                 if path.is_file() and path.name.endswith(suffix):
                     found[path.name[: -len(suffix)]] = path
         if not found:
-            raise ValueError(f"data_dir {folder} holds no <Category>.jsonl files")
+            raise ValueError(f"root {folder} holds no <Category>.jsonl files")
         return dict(sorted(found.items()))
     if isinstance(categories, str) or not all(isinstance(c, str) and c for c in categories):
         raise ValueError(f"categories must be a list of category names, got {categories!r}")
@@ -138,7 +138,7 @@ def _parse_review(path: Path, number: int, line: bytes, include_title: bool) -> 
 
 
 def load_amazon_reviews(
-    data_dir: str | os.PathLike | None = None,
+    root: str | os.PathLike | None = None,
     categories: Sequence[str] | None = None,
     reviews_per_category: int = DEFAULT_REVIEWS_PER_CATEGORY,
     seed: int = 0,
@@ -148,10 +148,8 @@ def load_amazon_reviews(
     intercept: bool = True,
 ) -> Dataset:
     """Sampled Amazon Reviews 2023: MiniLM embeddings, y = rating >= 4, group = category."""
-    if data_dir is None:
-        raise ValueError(
-            "data_dir is required: a folder of Amazon Reviews 2023 <Category>.jsonl files"
-        )
+    if root is None:
+        raise ValueError("root is required: a folder of Amazon Reviews 2023 <Category>.jsonl files")
     if (
         isinstance(reviews_per_category, bool)
         or not isinstance(reviews_per_category, numbers.Integral)
@@ -166,7 +164,7 @@ def load_amazon_reviews(
         raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
     include_title = check_bool("include_title", include_title)
     intercept = check_bool("intercept", intercept)
-    paths = category_files(data_dir, categories)
+    paths = category_files(root, categories)
     texts: list[str] = []
     ratings, groups, counts = [], [], {}
     for g, (name, path) in enumerate(paths.items()):
