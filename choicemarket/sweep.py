@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -164,7 +165,9 @@ def run_sweep(
             for chunk in chunks:
                 finish(_chunk(chunk[0].market, chunk, snap, bar.update if bar else None))
         else:
-            with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
+            with ProcessPoolExecutor(
+                max_workers=min(workers, len(chunks)), mp_context=_worker_context()
+            ) as pool:
                 pending = {pool.submit(_chunk, c[0].market, c, snap): c for c in chunks}
                 while pending:
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -196,6 +199,13 @@ def _run_ray(chunks, snap, finish, bar, steps) -> None:
             finish(ray.get(ref))
             if bar:
                 bar.update(sum(steps[id(r)] for r in chunk))
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Fresh worker processes (``spawn``): forking a process whose BLAS/OpenMP thread pools
+    are running (e.g. after scikit-learn's k-means) can deadlock the child, and a fresh
+    process sees the current environment variables (data locations)."""
+    return multiprocessing.get_context("spawn")
 
 
 def load_runs(out: str | os.PathLike) -> tuple[dict, list[dict]]:

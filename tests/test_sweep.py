@@ -18,10 +18,7 @@ from choicemarket.experiment import config_names, load_experiment, parse_experim
 from choicemarket.sweep import load_runs, plan_chunks, run_sweep
 
 # datasets that shipped configs name and that other parts of the library provide
-DATASETS_ADDED_ELSEWHERE = {
-    "uci-sentiment",
-    "amazon-reviews",
-}
+DATASETS_ADDED_ELSEWHERE: set[str] = set()
 
 
 def _rows_equal(a: list[dict], b: list[dict]) -> bool:
