@@ -66,7 +66,12 @@ class SingleLearner(gym.Env):
         self.render_mode = market.render_mode
         self.spec_info: MarketSpec = market.spec_info
         n = self.spec_info.n_learners
-        self.ego = _learner_index(ego, n)
+        try:
+            self.ego = _learner_index(ego, n)
+        except ValueError:
+            raise ValueError(
+                f"ego must be a learner index in 0..{n - 1} or 'learner_k', got {ego!r}"
+            ) from None
         self.agent = market.possible_agents[self.ego]
         self.opponents = _opponents(market, self.ego, opponents)
         self.action_space = market.action_space(self.agent)
@@ -78,11 +83,7 @@ class SingleLearner(gym.Env):
     # ----------------------------------------------------------------- seeding
     def policy_seed(self, k: int) -> int:
         """The seed learner ``k``'s policy gets for the current episode."""
-        if self._unseeded_episodes == 0:
-            entropy = [self._base_seed, k]
-        else:
-            entropy = [self._base_seed, k, self._unseeded_episodes]
-        return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+        return episode_policy_seed(self._base_seed, k, self._unseeded_episodes)
 
     # ----------------------------------------------------------------- API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -122,6 +123,14 @@ class SingleLearner(gym.Env):
     def observations(self) -> dict:
         """Every learner's latest observation (the ego's is the one returned)."""
         return self._observations
+
+
+def episode_policy_seed(seed: int, k: int, unseeded_episodes: int = 0) -> int:
+    """Seed of learner ``k``'s policy: from ``SeedSequence([seed, k])`` after ``reset(seed)``
+    (as :func:`choicemarket.simulate`), ``SeedSequence([seed, k, e])`` in the e-th unseeded
+    episode after it."""
+    entropy = [seed, k] if unseeded_episodes == 0 else [seed, k, unseeded_episodes]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def _opponents(market: raw_env, ego: int, opponents: OpponentsArg) -> dict[str, Any]:
