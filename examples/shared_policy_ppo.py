@@ -63,7 +63,7 @@ def run_scripted(factory, market: dict, seeds: list[int]) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="episode length (max_steps)")
-    parser.add_argument("--timesteps", type=int, default=40000, help="PPO steps (all learners)")
+    parser.add_argument("--timesteps", type=int, default=150000, help="PPO steps (all learners)")
     parser.add_argument("--markets", type=int, default=2)
     parser.add_argument("--reward", default="global")
     parser.add_argument("--eval-seeds", type=int, default=5)

@@ -6,7 +6,8 @@ tau = 0.7, partition-ERM start). It acts through the strategy knobs of
 probe) and sees the flat observation; every other learner runs MSGD. PPO is trained once per
 reward: ``global`` (minus the test risk) and ``share`` (market share of the batch). Then the
 trained policy, MSGD, MSGD-P (by preference, the market leader, the majority; p = 0.8, offline
-probing) and a learner that never updates play the same held-out seeds, and the script prints
+probing; and the majority with the largest step size and weight the knobs reach: p = 2, 4 eta)
+and a learner that never updates play the same held-out seeds, and the script prints
 per policy the mean reward per step, the final test accuracy gap to the all-users ERM and the
 final share (mean +- s.e. over seeds).
 
@@ -139,6 +140,8 @@ def main() -> None:
             "MSGD-P preference p=0.8": MSGDP(spec, ego, p=0.8),
             "MSGD-P leader p=0.8": MSGDP(spec, ego, p=0.8, scenario="market_leader", leader=leader),
             "MSGD-P majority p=0.8": MSGDP(spec, ego, p=0.8, scenario="majority_good"),
+            # the largest step size and weight the knobs allow: is PPO more than a fast MSGD-P?
+            "MSGD-P majority p=2 4eta": MSGDP(spec, ego, p=2.0, scenario="majority_good", eta=0.04),
             "no update": NoUpdate(spec),
         }
         for name, policy in baselines.items():
