@@ -36,6 +36,7 @@ from gymnasium import spaces
 
 from choicemarket.baselines.msgd import (
     SCHEDULES,
+    _integer,
     _real,
     gradient_step,
     mix_probe_gradient,
@@ -81,9 +82,7 @@ class StrategyKnobs:
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-        if isinstance(probe_batch_size, bool) or not isinstance(probe_batch_size, int):
-            raise ValueError(f"probe_batch_size must be an integer >= 1, got {probe_batch_size!r}")
-        if probe_batch_size < 1:
+        if not _integer(probe_batch_size) or probe_batch_size < 1:
             raise ValueError(f"probe_batch_size must be an integer >= 1, got {probe_batch_size!r}")
         n = spec.n_learners
         self.spec, self.agent = spec, int(agent)
