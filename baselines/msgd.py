@@ -171,13 +171,30 @@ class MSGDP(MSGD):
         n_valid = np.count_nonzero(probe_mask)
         if self.p == 0 or n_valid == 0:
             return None
-        return (self.rng.random(self.probe_batch_size) * n_valid).astype(np.intp)
+        return probe_rows(self.rng, n_valid, self.probe_batch_size)
 
     def describe(self) -> str:
         return (
             f"MSGDP(agent={self.agent}, p={self.p}, scenario={self.scenario}, eta={self.eta}, "
             f"l2={self.l2}, b_p={self.probe_batch_size}, probe_every={self.probe_every})"
         )
+
+
+def probe_rows(rng: np.random.Generator, n_valid: int, size: int) -> np.ndarray:
+    """``size`` row indices uniform with replacement on ``0..n_valid-1`` (one ``random`` draw)."""
+    return (rng.random(size) * n_valid).astype(np.intp)
+
+
+def mix_probe_gradient(g: np.ndarray, h: np.ndarray, p: float) -> np.ndarray:
+    """MSGD-P's direction ``(g + p h) / (1 + p)`` from own-user and probe-batch gradients."""
+    return (g + p * h) / (1.0 + p)
+
+
+def gradient_step(
+    direction: np.ndarray, theta: np.ndarray, l2: np.ndarray, neg_eta: np.ndarray
+) -> np.ndarray:
+    """The parameter update ``-eta (direction + lambda theta)`` (``neg_eta`` is ``-eta``)."""
+    return (direction + l2 * theta) * neg_eta
 
 
 def _real(v: object) -> bool:
@@ -293,18 +310,18 @@ def act_arrays(
         i, b, p = rows[0], batches[0], policies[rows[0]].p
         PX, PT = probe_X[i].take(b, 0)[None], probe_T[i].take(b, 0)[None]
         h = mean_gradient(family, theta[i : i + 1], PX, PT)[0]
-        direction[i] = (direction[i] + p * h) / (1.0 + p)
+        direction[i] = mix_probe_gradient(direction[i], h, p)
     elif rows:  # probe gradients of every prober with a probe set, in one call
         PX = np.array([probe_X[i].take(b, 0) for i, b in zip(rows, batches)])
         PT = np.array([probe_T[i].take(b, 0) for i, b in zip(rows, batches)])
         h = mean_gradient(family, theta[rows], PX, PT)
         p = np.array([policies[i].p for i in rows])[:, None, None]
-        direction[rows] = (direction[rows] + p * h) / (1.0 + p)
+        direction[rows] = mix_probe_gradient(direction[rows], h, p)
     neg_eta = plan.neg_eta
     if plan.inv_sqrt is not None:
         t = np.asarray(steps, dtype=np.float64)
         neg_eta = neg_eta / np.where(plan.inv_sqrt, np.sqrt(t + 1.0), 1.0)[:, None, None]
-    update = (direction + plan.l2 * theta) * neg_eta
+    update = gradient_step(direction, theta, plan.l2, neg_eta)
     actions = plan.off.copy()
     bound = layout.max_update
     np.minimum(np.maximum(update.reshape(K, P), -bound), bound, out=actions[:, :P])

@@ -6,11 +6,17 @@ import warnings
 
 MARKET_ID = "choicemarket/market-v0"
 PARTICIPATION_ID = "choicemarket/participation-v0"
+GYM_IDS = {
+    "choicemarket/Platform-v0": "choicemarket.wrappers.factories:platform_env",
+    "choicemarket/PlatformFlat-v0": "choicemarket.wrappers.factories:platform_flat_env",
+    "choicemarket/PlatformStrategy-v0": "choicemarket.wrappers.factories:platform_strategy_env",
+}
 
 
 def register_envs() -> None:
     """Register ``choicemarket/market-v0`` and ``choicemarket/participation-v0`` (parallel and
-    AEC) with PettingZoo (>= 1.27)."""
+    AEC) with PettingZoo (>= 1.27) and the single-agent views (``GYM_IDS``) with Gymnasium."""
+    register_gymnasium_envs()
     try:
         from pettingzoo import aec_registry, parallel_registry
         from pettingzoo.env_registry.registration import register
@@ -28,3 +34,13 @@ def register_envs() -> None:
             )
         if PARTICIPATION_ID not in aec_registry:
             register("aec", PARTICIPATION_ID, "choicemarket.envs.participation_v0:env")
+
+
+def register_gymnasium_envs() -> None:
+    """Register ``GYM_IDS`` with Gymnasium. Gymnasium 1.x loads no plugins, so use
+    ``gymnasium.make("choicemarket:choicemarket/Platform-v0")``: the prefix imports the package."""
+    from gymnasium.envs.registration import register, registry
+
+    for env_id, entry_point in GYM_IDS.items():
+        if env_id not in registry:
+            register(id=env_id, entry_point=entry_point, disable_env_checker=False)

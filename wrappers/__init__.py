@@ -1,7 +1,42 @@
-"""Wrappers over the market environments (Gymnasium single-agent views and adapters).
+"""Single-agent (Gymnasium) views of the market and a Stable-Baselines3 adapter.
 
-Version 0.1.0 ships none yet; the package exists so that ``choicemarket.wrappers`` is a stable
-import path.
+- :class:`SingleLearner`: one learner controlled by the agent, the others scripted.
+- :class:`StrategyActions` / :class:`StrategyKnobs`: four interpretable knobs (step size,
+  probing weight, probe now, whom to probe) turned into MSGD-P updates.
+- :class:`FlatObservation` / :class:`ObservationFeatures`: a compact float32 vector.
+- ``MarketVecEnv`` / ``shared_policy_vec_env`` (module ``vec_env``): every learner of one or
+  more markets as one Stable-Baselines3 ``VecEnv`` for a shared policy. Imported lazily: it
+  needs the ``rl`` extra (stable-baselines3), which this package never imports on its own.
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from typing import Any
+
+from .factories import platform_env, platform_flat_env, platform_strategy_env
+from .flat_observation import FlatObservation, ObservationFeatures
+from .single_learner import SingleLearner
+from .strategy import StrategyActions, StrategyKnobs
+
+__all__ = [
+    "FlatObservation",
+    "MarketVecEnv",
+    "ObservationFeatures",
+    "SingleLearner",
+    "StrategyActions",
+    "StrategyKnobs",
+    "platform_env",
+    "platform_flat_env",
+    "platform_strategy_env",
+    "shared_policy_vec_env",
+]
+
+_LAZY = ("MarketVecEnv", "shared_policy_vec_env")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import vec_env
+
+        return getattr(vec_env, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,154 @@
+"""``SingleLearner``: the market as a Gymnasium ``Env`` for one learner (the ego).
+
+The agent controls learner ``ego``; every other learner follows a scripted policy (MSGD unless
+told otherwise). Spaces are the market's own for that learner: the action is the ego's flat
+market action ``[update | probe | peers | route_by_preference]`` and the observation its
+``Dict`` observation (see :mod:`choicemarket.envs.market_v0`). The reward is the ego's market
+reward (``reward="local"``, ``"global"`` or ``"share"``, minus ``probe_cost`` per query).
+``terminated`` is always False; ``truncated`` is True at ``max_steps``. ``info`` is the ego's
+market info.
+
+Seeding: ``reset(seed=s)`` seeds the market with ``s`` and resets opponent ``k`` with
+``SeedSequence([s, k])`` (the same seeds :func:`choicemarket.simulate` gives policy ``k``), so
+an episode here replays ``simulate`` with the same policies. ``reset()`` without a seed
+continues the market's generator and gives the opponents seeds ``SeedSequence([s, k, e])``
+for the e-th unseeded episode after the last seeded reset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from choicemarket.baselines import MSGD, act_all
+from choicemarket.baselines.msgd import _learner_index
+from choicemarket.envs.core.spec import MarketSpec
+from choicemarket.envs.market_v0 import raw_env
+
+__all__ = ["SingleLearner"]
+
+OpponentsArg = Mapping[Any, Any] | Callable[[MarketSpec, int], Any] | None
+
+
+class SingleLearner(gym.Env):
+    """One learner of the market as a Gymnasium environment, the others scripted.
+
+    Args:
+        ego: the controlled learner (index or ``"learner_k"``), default 0.
+        opponents: ``None`` (every other learner plays ``MSGD(spec)``), a factory
+            ``(spec, k) -> policy`` called for each other learner ``k``, or a mapping from
+            learner index / agent name to policy (missing learners play MSGD). A policy needs
+            ``act(observation)`` and optionally ``reset(seed)``, e.g. ``MSGDP`` or ``NoUpdate``
+            from :mod:`choicemarket.baselines`.
+        market: an existing ``market_v0.raw_env`` to wrap instead of building one.
+        render_mode: ``None`` or ``"ansi"`` (the market table).
+        **market_kwargs: fields of :class:`~choicemarket.envs.core.config.MarketConfig`.
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(
+        self,
+        ego: int | str = 0,
+        opponents: OpponentsArg = None,
+        market: raw_env | None = None,
+        render_mode: str | None = None,
+        **market_kwargs: Any,
+    ) -> None:
+        if market is None:
+            market = raw_env(render_mode=render_mode, **market_kwargs)
+        elif market_kwargs:
+            raise ValueError("pass either market or market keyword arguments, not both")
+        self.market = market
+        self.render_mode = market.render_mode
+        self.spec_info: MarketSpec = market.spec_info
+        n = self.spec_info.n_learners
+        try:
+            self.ego = _learner_index(ego, n)
+        except ValueError:
+            raise ValueError(
+                f"ego must be a learner index in 0..{n - 1} or 'learner_k', got {ego!r}"
+            ) from None
+        self.agent = market.possible_agents[self.ego]
+        self.opponents = _opponents(market, self.ego, opponents)
+        self.action_space = market.action_space(self.agent)
+        self.observation_space = market.observation_space(self.agent)
+        self._base_seed: int | None = None
+        self._unseeded_episodes = 0
+        self._observations: dict = {}
+
+    # ----------------------------------------------------------------- seeding
+    def policy_seed(self, k: int) -> int:
+        """The seed learner ``k``'s policy gets for the current episode."""
+        return episode_policy_seed(self._base_seed, k, self._unseeded_episodes)
+
+    # ----------------------------------------------------------------- API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._base_seed, self._unseeded_episodes = int(seed), 0
+        elif self._base_seed is None:
+            self._base_seed = int(np.random.SeedSequence().generate_state(1)[0])
+        else:
+            self._unseeded_episodes += 1
+        observations, infos = self.market.reset(seed=seed, options=options)
+        for a, policy in self.opponents.items():
+            reset = getattr(policy, "reset", None)
+            if reset is not None:
+                reset(self.policy_seed(self.market.possible_agents.index(a)))
+        self._observations = observations
+        return observations[self.agent], infos[self.agent]
+
+    def step(self, action):
+        if not self.market.agents:
+            raise RuntimeError("step() called on a finished episode; call reset() first")
+        obs = self._observations
+        actions = act_all(self.opponents, {a: obs[a] for a in self.opponents})
+        actions[self.agent] = action
+        observations, rewards, _, truncations, infos = self.market.step(actions)
+        self._observations = observations
+        a = self.agent
+        return observations[a], float(rewards[a]), False, bool(truncations[a]), infos[a]
+
+    def render(self) -> str | None:
+        return self.market.render()
+
+    def close(self) -> None:
+        self.market.close()
+
+    @property
+    def observations(self) -> dict:
+        """Every learner's latest observation (the ego's is the one returned)."""
+        return self._observations
+
+
+def episode_policy_seed(seed: int, k: int, unseeded_episodes: int = 0) -> int:
+    """Seed of learner ``k``'s policy: from ``SeedSequence([seed, k])`` after ``reset(seed)``
+    (as :func:`choicemarket.simulate`), ``SeedSequence([seed, k, e])`` in the e-th unseeded
+    episode after it."""
+    entropy = [seed, k] if unseeded_episodes == 0 else [seed, k, unseeded_episodes]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def _opponents(market: raw_env, ego: int, opponents: OpponentsArg) -> dict[str, Any]:
+    spec, agents = market.spec_info, market.possible_agents
+    others = [k for k in range(len(agents)) if k != ego]
+    if opponents is None:
+        return {agents[k]: MSGD(spec) for k in others}
+    if callable(opponents) and not isinstance(opponents, Mapping):
+        return {agents[k]: opponents(spec, k) for k in others}
+    if not isinstance(opponents, Mapping):
+        raise ValueError(
+            "opponents must be None, a factory (spec, k) -> policy, or a mapping "
+            f"{{learner index or name: policy}}; got {type(opponents).__name__}"
+        )
+    given = {}
+    for key, policy in opponents.items():
+        k = _learner_index(key, len(agents))
+        if k == ego:
+            raise ValueError(f"opponents must not include the ego learner {agents[ego]!r}")
+        given[agents[k]] = policy
+    return {agents[k]: given.get(agents[k]) or MSGD(spec) for k in others}

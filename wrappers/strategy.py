@@ -1,0 +1,222 @@
+"""Strategy-level actions: a few interpretable knobs instead of raw parameter coordinates.
+
+The agent picks four numbers in ``[-1, 1]`` each step (``Box(-1, 1, (4,), float32)``):
+
+====  ==============  =====================================================================
+ i    knob            meaning
+====  ==============  =====================================================================
+ 0    step size       multiplier ``2 ** (step_range * a0)`` of the base step size ``eta``
+                      (default ``step_range = 2``: from ``eta / 4`` to ``4 eta``; 0 gives eta)
+ 1    probing weight  ``p = p_max (a1 + 1) / 2`` in ``[0, p_max]`` (default ``p_max = 2``:
+                      -1 gives 0, i.e. plain MSGD; 0 gives 1)
+ 2    probe now       request a probe of peer models this step when ``a2 > 0``
+ 3    whom to probe   ``a3`` split into ``n + 1`` equal bins over ``[-1, 1]``: bin 0 routes
+                      each probed covariate to the learner its user prefers; bin 1 asks all
+                      learners (median, itself included); bin ``1 + i`` asks the i-th other
+                      learner (in index order)
+====  ==============  =====================================================================
+
+The update is MSGD-P's: ``theta <- theta - m eta_t ((g + p h) / (1 + p) + lambda theta)``, ``g``
+the mean gradient on the learner's users, ``h`` the mean gradient on ``probe_batch_size``
+points resampled from the held probe response (``g`` alone while none is held or p = 0),
+computed with the functions :class:`~choicemarket.baselines.MSGDP` uses. With ``a0 = 0``,
+``a1`` giving MSGD-P's ``p`` and the same probe requests, the trajectory is MSGD-P's bit for
+bit (same seed). Use :meth:`StrategyKnobs.encode` to build knobs from these quantities.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from choicemarket.baselines.msgd import (
+    SCHEDULES,
+    _integer,
+    _real,
+    gradient_step,
+    mix_probe_gradient,
+    probe_rows,
+)
+from choicemarket.envs.core.losses import mean_gradient
+from choicemarket.envs.core.spec import MarketSpec
+
+__all__ = ["StrategyActions", "StrategyKnobs"]
+
+N_KNOBS = 4
+
+
+class StrategyKnobs:
+    """Turns knob vectors into market actions for learner ``agent`` (see the module docstring).
+
+    Args:
+        spec: the market's :class:`MarketSpec`.
+        agent: the learner's index.
+        eta, l2, schedule: MSGD's base step size, L2 weight (``None``: the market's) and
+            schedule (``"constant"`` or ``"inv_sqrt"``).
+        probe_batch_size: b_p points resampled from the probe response each step.
+        step_range: the step-size knob spans ``2 ** [-step_range, step_range]``.
+        p_max: the largest probing weight.
+    """
+
+    def __init__(
+        self,
+        spec: MarketSpec,
+        agent: int,
+        eta: float = 0.01,
+        l2: float | None = None,
+        schedule: str = "constant",
+        probe_batch_size: int = 150,
+        step_range: float = 2.0,
+        p_max: float = 2.0,
+    ) -> None:
+        l2 = spec.l2 if l2 is None else l2
+        for name, v in (("eta", eta), ("step_range", step_range), ("p_max", p_max)):
+            if not (_real(v) and v > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        if not (_real(l2) and l2 >= 0):
+            raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        if not _integer(probe_batch_size) or probe_batch_size < 1:
+            raise ValueError(f"probe_batch_size must be an integer >= 1, got {probe_batch_size!r}")
+        n = spec.n_learners
+        self.spec, self.agent = spec, int(agent)
+        self.eta, self.schedule = float(eta), schedule
+        self.probe_batch_size = int(probe_batch_size)
+        self.step_range, self.p_max = float(step_range), float(p_max)
+        self.l2 = float(l2)
+        self._l2 = np.array([[[self.l2]]])  # float64 like MSGD's batched constants
+        # probe targets: (peers, route_by_preference)
+        self.targets: list[tuple[tuple[int, ...], bool]] = [((), True), (tuple(range(n)), False)]
+        self.targets += [((j,), False) for j in range(n) if j != self.agent]
+        self.space = spaces.Box(-1.0, 1.0, (N_KNOBS,), np.float32)
+
+    # ----------------------------------------------------------------- knobs
+    def decode(self, knobs: np.ndarray) -> tuple[float, float, bool, tuple[tuple[int, ...], bool]]:
+        """(step multiplier, p, probe?, (peers, route_by_preference)) of a knob vector."""
+        a = self.validate(knobs)
+        mult = 2.0 ** (self.step_range * float(a[0]))
+        p = self.p_max * (float(a[1]) + 1.0) / 2.0
+        T = len(self.targets)
+        target = self.targets[min(int((float(a[3]) + 1.0) / 2.0 * T), T - 1)]
+        return mult, p, bool(a[2] > 0), target
+
+    def encode(
+        self,
+        step_multiplier: float = 1.0,
+        p: float = 0.0,
+        probe: bool = False,
+        target: str | int = "preference",
+    ) -> np.ndarray:
+        """Knobs for the given quantities; ``target`` is ``"preference"``, ``"all"`` or a peer's
+        index. ``p`` and the multiplier are exact when the knob value is a dyadic fraction
+        (e.g. p in {0, 0.25, 0.5, 1, 1.5} with the default ``p_max``)."""
+        n = self.spec.n_learners
+        if target == "preference":
+            i = 0
+        elif target == "all":
+            i = 1
+        elif isinstance(target, int) and target != self.agent and 0 <= target < n:
+            i = 2 + target - (target > self.agent)
+        else:
+            raise ValueError(
+                f"target must be 'preference', 'all' or another learner's index, got {target!r}"
+            )
+        T = len(self.targets)
+        return np.array(
+            [  # knob values as the decoder reads them
+                math.log2(step_multiplier) / self.step_range,
+                2.0 * p / self.p_max - 1.0,
+                1.0 if probe else -1.0,
+                -1.0 + (2 * i + 1) / T,
+            ],
+            dtype=np.float32,
+        )
+
+    def validate(self, knobs: object) -> np.ndarray:
+        try:
+            a = np.asarray(knobs, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"action must be a numeric array of shape ({N_KNOBS},)") from exc
+        if a.shape != (N_KNOBS,):
+            raise ValueError(f"action must have shape ({N_KNOBS},), got {a.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError("action contains NaN or inf; all entries must be finite")
+        return np.clip(a, -1.0, 1.0)
+
+    # ----------------------------------------------------------------- the update
+    def action(
+        self,
+        knobs: np.ndarray,
+        observation: Mapping[str, np.ndarray],
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """The market action for ``knobs`` given the learner's observation; ``rng`` draws the
+        probe batch (only when p > 0 and a probe response is held)."""
+        mult, p, probe, (peers, route) = self.decode(knobs)
+        spec, obs = self.spec, observation
+        theta = np.array([obs["params"]]).reshape(1, *spec.param_shape)
+        direction = mean_gradient(
+            spec.family,
+            theta,
+            np.array([obs["covariates"]]),
+            np.array([obs["targets"]]),
+            np.array([obs["mask"]]),
+        )
+        if p > 0:
+            n_valid = np.count_nonzero(obs["probe_mask"])
+            if n_valid:
+                b = probe_rows(rng, n_valid, self.probe_batch_size)
+                PX = obs["probe_covariates"].take(b, 0)[None]
+                PT = obs["probe_targets"].take(b, 0)[None]
+                h = mean_gradient(spec.family, theta, PX, PT)[0]
+                direction[0] = mix_probe_gradient(direction[0], h, p)
+        neg_eta = np.array([[[-self.eta * mult]]])
+        if self.schedule == "inv_sqrt":
+            neg_eta = neg_eta / math.sqrt(float(obs["step"][0]) + 1.0)
+        update = gradient_step(direction, theta, self._l2, neg_eta).reshape(-1)
+        return spec.actions.build(update, probe, peers, route)
+
+
+class StrategyActions(gym.Wrapper):
+    """Knob actions for a :class:`~choicemarket.wrappers.SingleLearner` (see the module
+    docstring for the knobs). The probe-batch generator of the ego is reseeded at every
+    reset with the seed the ego's policy would get (``SingleLearner.policy_seed``), so fixed
+    knobs replay MSGD-P exactly.
+
+    Args:
+        env: a ``SingleLearner`` (possibly wrapped by observation-only wrappers).
+        **options: :class:`StrategyKnobs` options (eta, l2, schedule, probe_batch_size,
+            step_range, p_max).
+    """
+
+    def __init__(self, env: gym.Env, **options: Any) -> None:
+        super().__init__(env)
+        base = env.unwrapped
+        if not hasattr(base, "policy_seed"):
+            raise ValueError("env must be a SingleLearner (or wrap one)")
+        self.knobs = StrategyKnobs(base.spec_info, base.ego, **options)
+        self.action_space = self.knobs.space
+        self.rng = np.random.default_rng(0)
+        self._obs: Mapping[str, np.ndarray] | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        base = self.env.unwrapped
+        self.rng = np.random.default_rng(base.policy_seed(base.ego))
+        self._obs = base.observations[base.agent]
+        return obs, info
+
+    def step(self, action):
+        if self._obs is None:
+            raise RuntimeError("call reset() before step()")
+        base = self.env.unwrapped
+        market_action = self.knobs.action(action, self._obs, self.rng)
+        out = self.env.step(market_action)
+        self._obs = base.observations[base.agent]
+        return out
