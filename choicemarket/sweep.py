@@ -51,7 +51,14 @@ def _chunk(market: dict, runs: list[Run], snapshot_every: int | None, progress=N
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover
-        threadpool_limits = None
+        return _run_chunk(market, runs, snapshot_every, progress)
+    # small matrices (population build included): BLAS threads only contend with the
+    # other workers; one thread gives the same results
+    with threadpool_limits(1):
+        return _run_chunk(market, runs, snapshot_every, progress)
+
+
+def _run_chunk(market: dict, runs: list[Run], snapshot_every: int | None, progress) -> list:
     cfg = MarketConfig.from_kwargs(**market)
     spec = MarketCore(cfg).spec
     pols, probers, known = [], [], {}
@@ -65,11 +72,7 @@ def _chunk(market: dict, runs: list[Run], snapshot_every: int | None, progress=N
             who = known[key] = resolve_probers(run.market, run.policy)
         probers.append(who)
         pols.append(build_policies(spec, run.policy, who))
-    if threadpool_limits is not None:
-        with threadpool_limits(1):  # tiny matrices: threads only contend
-            results = run_markets(cfg, pols, [r.seed for r in runs], progress, snapshot_every)
-    else:  # pragma: no cover
-        results = run_markets(cfg, pols, [r.seed for r in runs], progress, snapshot_every)
+    results = run_markets(cfg, pols, [r.seed for r in runs], progress, snapshot_every)
     out = []
     for run, res, who in zip(runs, results, probers):
         payload = {
