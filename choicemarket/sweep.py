@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -46,30 +47,59 @@ def resolve_probers(market: dict, policy: dict) -> list[int]:
     return sorted(order[: policy["n_probers"]])
 
 
-def _chunk(market: dict, runs: list[Run], snapshot_every: int | None, progress=None) -> list:
-    """Run one chunk of markets with the same market settings; returns the run payloads."""
+_PROBERS: dict[str, list[int]] = {}  # resolve_probers results of this process
+
+
+def _probers_of(run: Run) -> list[int]:
+    """``resolve_probers`` of a run, computed once per process for equal settings."""
+    if run.policy["p"] == 0:
+        return []
+    key = json.dumps([run.market, run.policy["probers"], run.policy["n_probers"]], default=str)
+    if key not in _PROBERS:
+        if len(_PROBERS) >= 256:
+            _PROBERS.pop(next(iter(_PROBERS)))
+        _PROBERS[key] = resolve_probers(run.market, run.policy)
+    return list(_PROBERS[key])
+
+
+def _one_thread():
+    """A context with one BLAS/OpenMP thread: the matrices are small (population build
+    included), so threads only contend with the other workers; results are the same."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover
-        return _run_chunk(market, runs, snapshot_every, progress)
-    # small matrices (population build included): BLAS threads only contend with the
-    # other workers; one thread gives the same results
-    with threadpool_limits(1):
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
+def _prepare(chunks: list[list[Run]]) -> None:
+    """Build in this process what every chunk needs before its first step (populations,
+    resolved probers), so that forked workers inherit it instead of each building it."""
+    from choicemarket.envs.core.market import population_for
+
+    with _one_thread():
+        for chunk in chunks:
+            cfg = MarketConfig.from_kwargs(**chunk[0].market)
+            if cfg.population_seed is not None:
+                population_for(cfg, cfg.population_seed)
+            for run in chunk:
+                _probers_of(run)
+
+
+def _chunk(market: dict, runs: list[Run], snapshot_every: int | None, progress=None) -> list:
+    """Run one chunk of markets with the same market settings; returns the run payloads."""
+    with _one_thread():
         return _run_chunk(market, runs, snapshot_every, progress)
 
 
 def _run_chunk(market: dict, runs: list[Run], snapshot_every: int | None, progress) -> list:
     cfg = MarketConfig.from_kwargs(**market)
     spec = MarketCore(cfg).spec
-    pols, probers, known = [], [], {}
+    pols, probers = [], []
     for run in runs:
-        key = json.dumps([run.market, run.policy["probers"], run.policy["n_probers"]], default=str)
-        if run.policy["p"] == 0:
-            who = []
-        elif key in known:
-            who = known[key]
-        else:
-            who = known[key] = resolve_probers(run.market, run.policy)
+        who = _probers_of(run)
         probers.append(who)
         pols.append(build_policies(spec, run.policy, who))
     results = run_markets(cfg, pols, [r.seed for r in runs], progress, snapshot_every)
@@ -167,6 +197,8 @@ def run_sweep(
             for chunk in chunks:
                 finish(_chunk(chunk[0].market, chunk, snap, bar.update if bar else None))
         else:
+            if multiprocessing.get_start_method() == "fork":
+                _prepare(chunks)  # once here rather than once per worker
             with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
                 pending = {pool.submit(_chunk, c[0].market, c, snap): c for c in chunks}
                 while pending:
