@@ -6,8 +6,9 @@ seed, never on the learners' actions.
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -149,6 +150,19 @@ def _kmeans(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(X).astype(np.int64)
 
 
+def _reordered(data: Dataset, order: np.ndarray, X: np.ndarray, y: np.ndarray) -> Dataset:
+    """``data`` with its rows in ``order`` (``X``, ``y`` already reordered). The rows were
+    validated when loaded, so they are not checked again (which would cost a pass and a
+    temporary the size of ``X``)."""
+    out = copy.copy(data)
+    y.flags.writeable = data.y.flags.writeable
+    object.__setattr__(out, "X", X)
+    object.__setattr__(out, "y", y)
+    if data.groups is not None:
+        object.__setattr__(out, "groups", data.groups[order])
+    return out
+
+
 def build_population(config: MarketConfig, seed: int) -> Population:
     """Split, preferences and reference ERMs for ``config`` from ``seed``."""
     held = _held(config)
@@ -175,10 +189,8 @@ def build_population(config: MarketConfig, seed: int) -> Population:
     )
     y_test = y_split[n_train:]
     if held is not None:  # hold the dataset in this order: no second copy of the covariates
-        groups = None if data.groups is None else data.groups[order]
-        origin = order if held.origin is None else held.origin[order]
-        held.data, held.origin = replace(data, X=X_split, y=y_split, groups=groups), origin
-        data = held.data
+        held.data = data = _reordered(data, order, X_split, y_split)
+        held.origin = order if held.origin is None else held.origin[order]
     baseline = fit_erm(family, X_train, T_train, config.l2, o)
     if config.init == "partition_erm":
         partition = np.stack(
