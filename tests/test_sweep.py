@@ -367,3 +367,24 @@ def test_cli_runs_a_config_file_and_resumes(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'tua'" in err and "preference_weight" in err
     assert main(["plot", out]) == 0 and (tmp_path / "res" / "tiny_final.png").exists()
+
+
+def test_prepared_populations_and_probers_are_reused(tmp_path):
+    from choicemarket import sweep
+    from choicemarket.envs.core.market import population_for
+
+    exp = parse_experiment({**TINY, "policy": {"probers": "worst", "eta": 0.05}})
+    chunks = plan_chunks(exp.runs(), 2, 4)
+    sweep._PROBERS.clear()
+    sweep._prepare(chunks)
+    assert len(sweep._PROBERS) == 2  # resolved once per market setting, before any chunk runs
+    probing = [r for r in exp.runs() if r.policy["p"] > 0]
+    assert probing and all(len(sweep._probers_of(r)) == 1 for r in probing)
+    assert len(sweep._PROBERS) == 2
+    cfg = MarketConfig.from_kwargs(**chunks[0][0].market)
+    core = MarketCore(cfg)
+    core.reset(seed=3)
+    assert core.population is population_for(cfg, cfg.population_seed)
+    assert sweep._probers_of(probing[0]) == sweep.resolve_probers(
+        probing[0].market, probing[0].policy
+    )
