@@ -146,9 +146,9 @@ def run_markets(
         theta32 = s.theta.reshape(K, o, d).astype(_F32)
         direction = mean_gradient(family, theta32, X, T, mask)
         if len(prob_rows):
-            if probe_version != s.probe_version:
-                pX32 = s.probe_X.reshape(K, Np, d).astype(_F32)
-                pT32 = s.probe_T.reshape(K, Np, -1).astype(_F32)
+            if probe_version != s.probe_version:  # float32 probe sets of the probers only
+                pX32 = s.probe_X.reshape(K, Np, d)[prob_rows].astype(_F32)
+                pT32 = s.probe_T.reshape(K, Np, -1)[prob_rows].astype(_F32)
                 probe_version = s.probe_version
             _mix_probes(learners, family, direction, theta32, s.probe_valid.reshape(K), pX32, pT32)
         neg_eta = learners.neg_eta
@@ -189,7 +189,8 @@ def run_markets(
 
 
 def _mix_probes(learners, family, direction, theta32, valid, pX32, pT32) -> None:
-    """``direction[i] = (g_i + p_i h_i) / (1 + p_i)`` for every prober i holding a probe set."""
+    """``direction[i] = (g_i + p_i h_i) / (1 + p_i)`` for every prober i holding a probe set
+    (``pX32[j]``, ``pT32[j]``: the probe set of prober ``learners.probers[j]``)."""
     active = valid[learners.probers]
     if not active.any():
         return
@@ -198,11 +199,11 @@ def _mix_probes(learners, family, direction, theta32, valid, pX32, pT32) -> None
     batches = learners.probe_batches(sel, pX32.shape[1])
     if isinstance(batches, np.ndarray):
         b = batches
-        h = mean_gradient(family, theta32[rows], pX32[rows[:, None], b], pT32[rows[:, None], b])
+        h = mean_gradient(family, theta32[rows], pX32[sel[:, None], b], pT32[sel[:, None], b])
     else:  # probe batches of different sizes: one gradient call per prober
         h = [
-            mean_gradient(family, theta32[i : i + 1], pX32[i, bi][None], pT32[i, bi][None])[0]
-            for i, bi in zip(rows, batches)
+            mean_gradient(family, theta32[i : i + 1], pX32[j, bi][None], pT32[j, bi][None])[0]
+            for i, j, bi in zip(rows, sel, batches)
         ]
     # a market with one prober holding a probe set mixes in float32 (p a Python scalar),
     # several in float64 (p an array): the arithmetic of act_arrays for one market

@@ -47,30 +47,48 @@ def resolve_probers(market: dict, policy: dict) -> list[int]:
     return sorted(order[: policy["n_probers"]])
 
 
-def _chunk(market: dict, runs: list[Run], snapshot_every: int | None, progress=None) -> list:
-    """Run one chunk of markets with the same market settings; returns the run payloads."""
+_PROBERS: dict[str, list[int]] = {}  # resolve_probers results of this process
+
+
+def _probers_of(run: Run) -> list[int]:
+    """``resolve_probers`` of a run, computed once per process for equal settings."""
+    if run.policy["p"] == 0:
+        return []
+    key = json.dumps([run.market, run.policy["probers"], run.policy["n_probers"]], default=str)
+    if key not in _PROBERS:
+        if len(_PROBERS) >= 256:
+            _PROBERS.pop(next(iter(_PROBERS)))
+        _PROBERS[key] = resolve_probers(run.market, run.policy)
+    return list(_PROBERS[key])
+
+
+def _one_thread():
+    """A context with one BLAS/OpenMP thread: the matrices are small (population build
+    included), so threads only contend with the other workers; results are the same."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover
-        threadpool_limits = None
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
+def _chunk(market: dict, runs: list[Run], snapshot_every: int | None, progress=None) -> list:
+    """Run one chunk of markets with the same market settings; returns the run payloads."""
+    with _one_thread():
+        return _run_chunk(market, runs, snapshot_every, progress)
+
+
+def _run_chunk(market: dict, runs: list[Run], snapshot_every: int | None, progress) -> list:
     cfg = MarketConfig.from_kwargs(**market)
     spec = MarketCore(cfg).spec
-    pols, probers, known = [], [], {}
+    pols, probers = [], []
     for run in runs:
-        key = json.dumps([run.market, run.policy["probers"], run.policy["n_probers"]], default=str)
-        if run.policy["p"] == 0:
-            who = []
-        elif key in known:
-            who = known[key]
-        else:
-            who = known[key] = resolve_probers(run.market, run.policy)
+        who = _probers_of(run)
         probers.append(who)
         pols.append(build_policies(spec, run.policy, who))
-    if threadpool_limits is not None:
-        with threadpool_limits(1):  # tiny matrices: threads only contend
-            results = run_markets(cfg, pols, [r.seed for r in runs], progress, snapshot_every)
-    else:  # pragma: no cover
-        results = run_markets(cfg, pols, [r.seed for r in runs], progress, snapshot_every)
+    results = run_markets(cfg, pols, [r.seed for r in runs], progress, snapshot_every)
     out = []
     for run, res, who in zip(runs, results, probers):
         payload = {

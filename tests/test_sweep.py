@@ -364,3 +364,16 @@ def test_cli_runs_a_config_file_and_resumes(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'tua'" in err and "preference_weight" in err
     assert main(["plot", out]) == 0 and (tmp_path / "res" / "tiny_final.png").exists()
+
+
+def test_resolved_probers_are_cached():
+    from choicemarket import sweep
+
+    exp = parse_experiment({**TINY, "policy": {"probers": "worst", "eta": 0.05}})
+    sweep._PROBERS.clear()
+    probing = [r for r in exp.runs() if r.policy["p"] > 0]
+    assert probing and all(len(sweep._probers_of(r)) == 1 for r in probing)
+    assert len(sweep._PROBERS) == 2  # resolved once per market setting (TINY has two)
+    assert sweep._probers_of(probing[0]) == sweep.resolve_probers(
+        probing[0].market, probing[0].policy
+    )

@@ -6,9 +6,9 @@ seed, never on the learners' actions.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -37,19 +37,53 @@ class Population:
     test_stats: tuple | None = None  # masked loss: quadratic_stats of the test users
 
 
-@lru_cache(maxsize=16)
-def _cached_dataset(name: str, options: tuple) -> Dataset:
-    return load_dataset(name, **dict(options))
+@dataclass
+class _Held:
+    """A loaded dataset kept for reuse, rows in storage order: ``origin[i]`` is the loader's
+    index of stored row i (``None``: the loader's order)."""
+
+    data: Dataset
+    origin: np.ndarray | None = None
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """Storage rows of the loader's rows ``index``."""
+        if self.origin is None:
+            return index
+        where = np.empty_like(self.origin)
+        where[self.origin] = np.arange(len(where))
+        return where[index]
 
 
-def dataset_for(config: MarketConfig) -> Dataset:
-    """Load (once per process) the dataset a config names."""
+_HELD: dict[tuple, _Held] = {}
+
+
+def _held(config: MarketConfig) -> _Held | None:
+    """The held dataset of ``config`` (loaded on first use); None for unhashable options."""
     options = tuple(sorted(config.dataset_options.items()))
     try:
         hash(options)
     except TypeError:
+        return None
+    key = (config.dataset, options)
+    held = _HELD.get(key)
+    if held is None:
+        if len(_HELD) >= 16:
+            _HELD.pop(next(iter(_HELD)))
+        held = _HELD[key] = _Held(load_dataset(config.dataset, **config.dataset_options))
+    return held
+
+
+def dataset_for(config: MarketConfig) -> Dataset:
+    """Load (once per process) the dataset a config names.
+
+    Once a population is built from it, its rows are held in that population's order (train
+    users, then test users; the population's arrays are views of them, so the covariates are
+    held once): use it for what does not depend on row order (sizes, task, categories).
+    """
+    held = _held(config)
+    if held is None:
         return load_dataset(config.dataset, **config.dataset_options)
-    return _cached_dataset(config.dataset, options)
+    return held.data
 
 
 def check_preferences(config: MarketConfig, data: Dataset) -> None:
@@ -75,17 +109,23 @@ def check_preferences(config: MarketConfig, data: Dataset) -> None:
 
 
 def assign_preferences(
-    config: MarketConfig, data: Dataset, train: np.ndarray, rng: np.random.Generator
+    config: MarketConfig,
+    data: Dataset,
+    train: np.ndarray,
+    rng: np.random.Generator,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Preferred learner of each training user (indices ``train`` into the dataset)."""
+    """Preferred learner of each training user (indices ``train`` into the dataset as loaded;
+    ``rows``: the same users' rows of ``data`` when its rows are held in another order)."""
     check_preferences(config, data)
     n = config.n_learners
     rule = config.preferences
-    X = data.X[train]
+    rows = train if rows is None else rows
     if not isinstance(rule, str):
         return np.asarray(rule, dtype=np.int64)[train]
     if rule == "category":
-        return data.groups[train].copy()
+        return data.groups[rows].copy()
+    X = data.X[rows]
     if rule == "kmeans":
         return _kmeans(X, n, rng)
     pref = np.empty(len(train), dtype=np.int64)
@@ -110,19 +150,47 @@ def _kmeans(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(X).astype(np.int64)
 
 
+def _reordered(data: Dataset, order: np.ndarray, X: np.ndarray, y: np.ndarray) -> Dataset:
+    """``data`` with its rows in ``order`` (``X``, ``y`` already reordered). The rows were
+    validated when loaded, so they are not checked again (which would cost a pass and a
+    temporary the size of ``X``)."""
+    out = copy.copy(data)
+    y.flags.writeable = data.y.flags.writeable
+    object.__setattr__(out, "X", X)
+    object.__setattr__(out, "y", y)
+    if data.groups is not None:
+        object.__setattr__(out, "groups", data.groups[order])
+    return out
+
+
 def build_population(config: MarketConfig, seed: int) -> Population:
     """Split, preferences and reference ERMs for ``config`` from ``seed``."""
-    data = dataset_for(config)
+    held = _held(config)
+    data = dataset_for(config) if held is None else held.data
     family = loss_family(data.task, data.extra)
     rng = np.random.default_rng(seed)
     N = data.n_users
     n_test = min(max(1, round(config.test_fraction * N)), N - 1)
     perm = rng.permutation(N)
     test, train = np.sort(perm[:n_test]), np.sort(perm[n_test:])
-    pref = assign_preferences(config, data, train, rng)
+    rows_train, rows_test = (train, test) if held is None else (held.rows(train), held.rows(test))
+    pref = assign_preferences(config, data, train, rng, rows_train)
     o = family.n_outputs(data.n_classes)
-    T = family.targets(data.y, data.n_classes)
-    X_train, T_train = data.X[train], T[train]
+    # one copy of the covariates, train users then test users; X_train and X_test are views
+    order = np.concatenate([rows_train, rows_test])
+    X_split, y_split = data.X[order], data.y[order]
+    T_split = family.targets(y_split, data.n_classes)
+    n_train = len(train)
+    X_train, X_test, T_train, T_test = (
+        X_split[:n_train],
+        X_split[n_train:],
+        T_split[:n_train],
+        T_split[n_train:],
+    )
+    y_test = y_split[n_train:]
+    if held is not None:  # hold the dataset in this order: no second copy of the covariates
+        held.data = data = _reordered(data, order, X_split, y_split)
+        held.origin = order if held.origin is None else held.origin[order]
     baseline = fit_erm(family, X_train, T_train, config.l2, o)
     if config.init == "partition_erm":
         partition = np.stack(
@@ -133,25 +201,21 @@ def build_population(config: MarketConfig, seed: int) -> Population:
         )
     else:
         partition = np.zeros((config.n_learners, o, data.n_features))
-    z = logits(baseline[None], data.X[test])[0]
-    loss = float(family.loss(z, T[test]).mean())
-    acc = (
-        float((family.predict(z) == data.y[test]).mean()) if family.is_classification else math.nan
-    )
+    z = logits(baseline[None], X_test)[0]
+    loss = float(family.loss(z, T_test).mean())
+    acc = float((family.predict(z) == y_test).mean()) if family.is_classification else math.nan
     return Population(
         dataset=data,
         family=family,
         X_train=X_train,
         T_train=T_train,
         pref=pref,
-        X_test=data.X[test],
-        T_test=T[test],
-        y_test=data.y[test],
+        X_test=X_test,
+        T_test=T_test,
+        y_test=y_test,
         baseline_theta=baseline,
         partition_theta=partition,
         baseline_loss=loss,
         baseline_accuracy=acc,
-        test_stats=(
-            quadratic_stats(data.X[test], T[test]) if family.name == "masked_squared" else None
-        ),
+        test_stats=(quadratic_stats(X_test, T_test) if family.name == "masked_squared" else None),
     )
