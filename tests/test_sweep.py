@@ -315,8 +315,11 @@ def test_process_pool_gives_the_serial_results(tmp_path):
     assert _files(tmp_path / "pool") == _files(tmp_path / "serial")
 
 
-def test_ray_backend_local(tmp_path):
+def test_ray_backend_local(tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
+    # Ray puts the driver's working directory on its workers' path; in a source checkout that
+    # directory's choicemarket/ folder would shadow the installed package
+    monkeypatch.chdir(tmp_path)
     small = {**TINY, "sweep": {"seeds": 2, "p": [0.0, 0.5]}}
     exp = parse_experiment(small)
     run_sweep(exp, tmp_path / "serial", progress=False)
