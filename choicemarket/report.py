@@ -24,7 +24,7 @@ from choicemarket.sweep import load_runs
 def _fmt(metric: str, value: float) -> str:
     if math.isnan(value):
         return "-"
-    return f"{100 * value:.1f}" if metric == "global_accuracy" else f"{value:.4g}"
+    return f"{100 * value:.1f}" if metric == "global_accuracy" else f"{value:.4f}"
 
 
 def _gap(metric: str, value: float, base: float) -> float:
