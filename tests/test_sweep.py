@@ -14,7 +14,7 @@ from choicemarket.engine import run_markets
 from choicemarket.envs import MarketConfig, MarketCore
 from choicemarket.envs.data import dataset_names
 from choicemarket.envs.market_v0 import raw_env
-from choicemarket.experiment import config_names, load_experiment, parse_experiment
+from choicemarket.experiment import build_policies, config_names, load_experiment, parse_experiment
 from choicemarket.sweep import load_runs, plan_chunks, run_sweep
 
 # datasets that shipped configs name and that other parts of the library provide
@@ -380,3 +380,35 @@ def test_resolved_probers_are_cached():
     assert sweep._probers_of(probing[0]) == sweep.resolve_probers(
         probing[0].market, probing[0].policy
     )
+
+
+@pytest.mark.parametrize(
+    "extension",
+    [
+        {"choice_rule": "logit", "temperature": 0.2},
+        {"max_learners": 3, "entries": ((20, "clone", 0),), "exit_share": 0.05},
+    ],
+    ids=["logit", "entry"],
+)
+def test_sweep_runs_extended_markets_through_the_environment(tmp_path, extension):
+    """Markets the batched engine does not cover run one at a time, equal to ``simulate``."""
+    market = {**TINY["market"], **extension}
+    exp = parse_experiment({**TINY, "market": market, "sweep": {"seeds": 2, "p": [0.0, 0.5]}})
+    run_sweep(exp, tmp_path, progress=False, workers=1)
+    _, runs = load_runs(tmp_path)
+    assert len(runs) == 4
+    for run in runs:
+        cfg = MarketConfig.from_kwargs(**run["market"])
+        spec = MarketCore(cfg).spec
+        pols = build_policies(spec, run["policy"], run["probers"])
+        h = simulate(
+            cfg.to_dict(), policies=lambda spec, k, pols=pols: pols[k], seeds=[run["seed"]]
+        )
+        assert _rows_equal(run["rows"], [dict(r) for r in h.rows])
+    with pytest.raises(ValueError, match="snapshot_every needs the batched engine"):
+        run_sweep(
+            parse_experiment({**TINY, "market": market, "output": {"snapshot_every": 10}}),
+            tmp_path / "snap",
+            progress=False,
+            workers=1,
+        )
