@@ -185,9 +185,16 @@ def probe_rows(rng: np.random.Generator, n_valid: int, size: int) -> np.ndarray:
     return (rng.random(size) * n_valid).astype(np.intp)
 
 
-def mix_probe_gradient(g: np.ndarray, h: np.ndarray, p: float) -> np.ndarray:
-    """MSGD-P's direction ``(g + p h) / (1 + p)`` from own-user and probe-batch gradients."""
-    return (g + p * h) / (1.0 + p)
+def mix_probe_gradient(g: np.ndarray, h: np.ndarray, p: float | np.ndarray) -> np.ndarray:
+    """MSGD-P's direction ``(g + p h) / (1 + p)`` from own-user and probe-batch gradients.
+
+    ``p`` is one weight or one per row (broadcasting); either way ``p`` and ``1 + p`` are
+    rounded to ``g``'s dtype, so one prober or several get the same arithmetic.
+    """
+    if np.ndim(p) == 0:  # a Python float is cast to g's dtype by numpy's scalar rules
+        return (g + p * h) / (1.0 + p)
+    p = np.asarray(p, dtype=np.float64)
+    return (g + p.astype(g.dtype) * h) / (1.0 + p).astype(g.dtype)
 
 
 def gradient_step(

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from choicemarket.baselines import MSGD
+from choicemarket.baselines.msgd import mix_probe_gradient
 from choicemarket.envs.core.config import MarketConfig
 from choicemarket.envs.core.losses import mean_gradient
 from choicemarket.envs.core.market import MarketCore
@@ -63,11 +64,8 @@ class _Learners:
         self.inv_sqrt = inv if inv.any() else None
         self.l2 = np.array([pol.l2 for pol in flat])[:, None, None]
         self.probers = np.array([i for i, pol in enumerate(flat) if pol.p > 0], np.intp)
-        self.p = np.array([flat[i].p for i in self.probers])
+        self.p = np.array([flat[i].p for i in self.probers])[:, None, None]
         self.b_p = np.array([flat[i].probe_batch_size for i in self.probers], np.intp)
-        self.p32 = self.p.astype(_F32)[:, None, None]
-        self.den32 = (1.0 + self.p).astype(_F32)[:, None, None]
-        self.p64 = self.p[:, None, None]
 
     def probe_batches(self, sel: np.ndarray, n_valid: int) -> np.ndarray | list[np.ndarray]:
         """Each selected prober's b_p probe-row indices from its own generator, as
@@ -205,18 +203,7 @@ def _mix_probes(learners, family, direction, theta32, valid, pX32, pT32) -> None
             mean_gradient(family, theta32[i : i + 1], pX32[j, bi][None], pT32[j, bi][None])[0]
             for i, j, bi in zip(rows, sel, batches)
         ]
-    # a market with one prober holding a probe set mixes in float32 (p a Python scalar),
-    # several in float64 (p an array): the arithmetic of act_arrays for one market
-    market = rows // learners.n
-    alone = np.bincount(market, minlength=learners.M)[market] == 1
-    h = np.asarray(h)
-    one, two = sel[alone], sel[~alone]
-    if len(one):
-        r = rows[alone]
-        direction[r] = (direction[r] + learners.p32[one] * h[alone]) / learners.den32[one]
-    if len(two):
-        r, p = rows[~alone], learners.p64[two]
-        direction[r] = (direction[r] + p * h[~alone]) / (1.0 + p)
+    direction[rows] = mix_probe_gradient(direction[rows], np.asarray(h), learners.p[sel])
 
 
 def _record(rows: list[list[dict]], seeds, core: MarketCore, returns: np.ndarray) -> None:

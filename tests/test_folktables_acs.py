@@ -98,7 +98,7 @@ def write_pums(path, n: int = 300, seed: int = 0) -> None:
                     WKW=r(1, 6),
                     OCCP=f"{int(rng.integers(10, 9830)):04d}",
                     INDP=r(170, 9870),
-                    SOCP="119XXX",
+                    SOCP="119XXX",  # SOC codes in PUMS files do carry X placeholders
                     WAGP=r(0, 200000),
                     JWTR=r(1, 12),
                     POWSP="001",
