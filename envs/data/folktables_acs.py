@@ -278,18 +278,8 @@ def load_folktables_task(
 
 
 def _register(task: str) -> None:
-    def loader(
-        root: str | None = None,
-        state: str | Sequence[str] = "AL",
-        year: int = 2018,
-        horizon: str = "1-Year",
-        min_age: int | None = None,
-        max_age: int | None = None,
-        intercept: bool = False,
-    ) -> Dataset:
-        return load_folktables_task(task, root, state, year, horizon, min_age, max_age, intercept)
-
-    loader.__name__ = "load_" + task.replace("-", "_")
+    # the registry reads the options (root, state, ...) from the partial's signature
+    loader = functools.partial(load_folktables_task, task)
     loader.__doc__ = f"folktables {TASKS[task].folktables_name} ({TASKS[task].what})."
     register_dataset(task, loader)
 

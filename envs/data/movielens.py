@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .preprocess import MissingDataFile
-from .ratings import check_int, check_normalise, ratings_dataset
+from .ratings import check_factorisation, check_int, ratings_dataset
 from .registry import Dataset, register_dataset
 
 ENV_VAR = "CHOICEMARKET_MOVIELENS"
@@ -130,12 +130,9 @@ def load_movielens(
 ) -> Dataset:
     """MovieLens ratings from ``path`` as ``n_items`` masked outputs, rank-``rank`` user factors."""
     n_items = check_int("n_items", n_items, 1)
-    rank = check_int("rank", rank, 1)
-    normalise = check_normalise(normalise)
-    mf_iterations = check_int("mf_iterations", mf_iterations, 1)
-    check_int("seed", seed, 0)
-    if isinstance(mf_reg, bool) or not isinstance(mf_reg, (int, float)) or not mf_reg >= 0:
-        raise ValueError(f"mf_reg must be a finite number >= 0, got {mf_reg!r}")
+    rank, normalise, mf_reg, mf_iterations, seed = check_factorisation(
+        rank, normalise, mf_reg, mf_iterations, seed
+    )
     file = resolve_path(path)
     R, user_ids, movie_ids = rating_matrix(read_ratings(str(file.resolve())), n_items)
     if len(user_ids) < 2:
@@ -146,7 +143,7 @@ def load_movielens(
         rank,
         normalise,
         intercept,
-        float(mf_reg),
+        mf_reg,
         mf_iterations,
         seed,
         description=(

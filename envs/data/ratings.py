@@ -19,6 +19,7 @@ distribution.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -85,6 +86,23 @@ def check_normalise(value: object) -> str:
     if value not in NORMALISATIONS:
         raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {value!r}")
     return str(value)
+
+
+def check_factorisation(
+    rank: object, normalise: object, mf_reg: object, mf_iterations: object, seed: object
+) -> tuple[int, str, float, int, int]:
+    """The options every ratings loader shares, validated: ``(rank, normalise, mf_reg,
+    mf_iterations, seed)``; a bad one raises ValueError naming it."""
+    ok = isinstance(mf_reg, (int, float)) and not isinstance(mf_reg, bool)
+    if not (ok and math.isfinite(mf_reg) and mf_reg >= 0):
+        raise ValueError(f"mf_reg must be a finite number >= 0, got {mf_reg!r}")
+    return (
+        check_int("rank", rank, 1),
+        check_normalise(normalise),
+        float(mf_reg),
+        check_int("mf_iterations", mf_iterations, 1),
+        check_int("seed", seed, 0),
+    )
 
 
 def ratings_dataset(

@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from .ratings import check_int, check_normalise, ratings_dataset
+from .ratings import check_factorisation, check_int, ratings_dataset
 from .registry import Dataset, register_dataset
 
 
@@ -43,7 +43,9 @@ def load_synthetic_ratings(
     """Synthetic low-rank ratings (users x ``n_items``), masked multi-output targets."""
     n_users = check_int("n_users", n_users, 2)
     n_items = check_int("n_items", n_items, 1)
-    rank = check_int("rank", rank, 1)
+    rank, normalise, mf_reg, mf_iterations, seed = check_factorisation(
+        rank, normalise, mf_reg, mf_iterations, seed
+    )
     n_groups = check_int("n_groups", n_groups, 1)
     if n_groups > n_users:
         raise ValueError(f"n_groups must be <= n_users ({n_users}), got {n_groups!r}")
@@ -51,7 +53,6 @@ def load_synthetic_ratings(
         ("density", density, 0.0, 1.0),
         ("group_separation", group_separation, 0.0, math.inf),
         ("noise", noise, 0.0, math.inf),
-        ("mf_reg", mf_reg, 0.0, math.inf),
     ):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not (ok and math.isfinite(value) and low <= value <= high) or (
@@ -59,10 +60,6 @@ def load_synthetic_ratings(
         ):
             interval = "(0, 1]" if option == "density" else "a finite number >= 0"
             raise ValueError(f"{option} must be in {interval}, got {value!r}")
-    normalise = check_normalise(normalise)
-    mf_iterations = check_int("mf_iterations", mf_iterations, 1)
-    check_int("seed", seed, 0)
-
     rng = np.random.default_rng(seed)
     groups = np.arange(n_users) % n_groups
     rng.shuffle(groups)
@@ -91,7 +88,7 @@ def load_synthetic_ratings(
         rank,
         normalise,
         intercept,
-        float(mf_reg),
+        mf_reg,
         mf_iterations,
         seed,
         description=(
