@@ -43,8 +43,9 @@ import statistics
 import time
 
 import numpy as np
+from core_step import core_step  # benchmarks/core_step.py, beside this script
 
-from choicemarket.baselines import MSGD, MSGDP, act_all, act_arrays
+from choicemarket.baselines import MSGD, MSGDP, act_all
 from choicemarket.envs import MarketConfig, MarketCore
 from choicemarket.envs.market_v0 import raw_env
 
@@ -90,39 +91,11 @@ def time_core(cfg: dict, steps: int, n_markets: int = 1) -> float:
     core = MarketCore(MarketConfig(**cfg, max_steps=steps + 1), n_markets=n_markets)
     spec = core.spec
     pols = policies_for(spec, n_markets)
-    s = core.reset(seed=0)
-    M, n, Np = n_markets, spec.n_learners, spec.probe_size
-    K = M * n
-
-    learners = np.arange(n)[None, :, None]
-
-    def one_step(s):
-        if M == 1:
-            # every learner's view of the batch as a zero-copy broadcast plus its 0/1 mask:
-            # the same gradient as the zero-padded observations, without writing (n, B, 2o)
-            X = np.broadcast_to(s.batch_X[:, None], (M, n, *s.batch_X.shape[1:]))
-            T = np.broadcast_to(s.batch_T[:, None], (M, n, *s.batch_T.shape[1:]))
-            mask = (s.choice[:, None, :] == learners).astype(np.float64)
-        else:
-            X, T, mask = core.padded_users()
-        probe_mask = np.repeat(s.probe_valid.reshape(K, 1), Np, 1).astype(float)
-        actions = act_arrays(
-            pols,
-            s.theta.reshape(K, *spec.param_shape),
-            X.reshape(K, *X.shape[2:]),
-            T.reshape(K, *T.shape[2:]),
-            mask.reshape(K, -1),
-            s.probe_X.reshape(K, Np, -1),
-            s.probe_T.reshape(K, Np, -1),
-            probe_mask,
-            [s.step] * K,
-        )
-        return core.step(actions.reshape(M, n, -1).astype(np.float64))
-
-    s = one_step(s)  # the probe request and its answer
+    core.reset(seed=0)
+    core_step(core, pols, broadcast=True)  # the probe request and its answer
     start = time.process_time()
     for _ in range(steps):
-        s = one_step(s)
+        core_step(core, pols, broadcast=True)
     return steps * n_markets / (time.process_time() - start)
 
 

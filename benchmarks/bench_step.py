@@ -22,8 +22,9 @@ import statistics
 import time
 
 import numpy as np
+from core_step import core_step  # benchmarks/core_step.py, beside this script
 
-from choicemarket.baselines import MSGD, MSGDP, act_all, act_arrays
+from choicemarket.baselines import MSGD, MSGDP, act_all
 from choicemarket.envs import MarketConfig, MarketCore
 from choicemarket.envs.market_v0 import raw_env
 
@@ -71,25 +72,10 @@ def time_core(steps: int, n_markets: int = 1) -> float:
     core = MarketCore(MarketConfig(**MARKET, max_steps=steps), n_markets=n_markets)
     spec = core.spec
     pols = policies_for(spec, n_markets)
-    s = core.reset(seed=0)
-    M, n, Np = n_markets, spec.n_learners, spec.probe_size
-    K = M * n
+    core.reset(seed=0)
     start = time.perf_counter()
     for _ in range(steps):
-        X, T, mask = core.padded_users()
-        probe_mask = np.repeat(s.probe_valid.reshape(K, 1), Np, 1).astype(float)
-        actions = act_arrays(
-            pols,
-            s.theta.reshape(K, *spec.param_shape),
-            X.reshape(K, *X.shape[2:]),
-            T.reshape(K, *T.shape[2:]),
-            mask.reshape(K, -1),
-            s.probe_X.reshape(K, Np, -1),
-            s.probe_T.reshape(K, Np, -1),
-            probe_mask,
-            [s.step] * K,
-        )
-        s = core.step(actions.reshape(M, n, -1).astype(np.float64))
+        core_step(core, pols)
     return steps * n_markets / (time.perf_counter() - start)
 
 
