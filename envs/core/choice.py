@@ -32,9 +32,9 @@ def preference_or_loss(u: np.ndarray, pref: np.ndarray, best: np.ndarray, tau: f
     return np.where(u < tau, pref, best)
 
 
-def loss_or_uniform(rng: np.random.Generator, u: np.ndarray, best: np.ndarray, zeta: float, n: int):
-    """A uniformly random learner with probability zeta, else the lowest-loss one."""
-    return np.where(u < zeta, rng.integers(n, size=best.shape), best)
+def loss_or_uniform(u: np.ndarray, uniform: np.ndarray, best: np.ndarray, zeta: float):
+    """The uniformly drawn learner ``uniform`` with probability zeta, else the lowest-loss one."""
+    return np.where(u < zeta, uniform, best)
 
 
 def inverse_cdf(u: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray:
@@ -179,7 +179,8 @@ class UserBehaviour:
         if rule == "preference_or_loss":
             choice = preference_or_loss(u, pref, best, cfg.preference_weight)
         elif rule == "loss_or_uniform":
-            choice = loss_or_uniform(rng, u, best, cfg.uniform_weight, n)
+            uniform = rng.integers(n, size=best.shape)
+            choice = loss_or_uniform(u, uniform, best, cfg.uniform_weight)
         elif rule == "logit":
             choice = logit(u, L, pref, cfg.temperature, cfg.loyalty_bonus)
         else:

@@ -23,7 +23,7 @@ import numbers
 import numpy as np
 
 from .actions import ActionLayout
-from .choice import make_behaviour
+from .choice import loss_or_uniform, make_behaviour, preference_or_loss
 from .collective import Collective
 from .config import MarketConfig
 from .entry import EntryExit, is_enabled, slot_count
@@ -259,7 +259,7 @@ class MarketCore:
         else:
             if cfg.choice_rule == "preference_or_loss":
                 pref = pop.pref.take(idx) if entry is None else entry.preferred(idx)
-                choice = np.where(u < cfg.preference_weight, pref, best)
+                choice = preference_or_loss(u, pref, best, cfg.preference_weight)
             else:
                 if self.rngs is not None:
                     uniform = np.stack([r.integers(n, size=B) for r in self.rngs])
@@ -267,7 +267,7 @@ class MarketCore:
                     uniform = rng.integers(n, size=(M, B))
                 else:
                     uniform = entry.uniform(rng, (M, B))
-                choice = np.where(u < cfg.uniform_weight, uniform, best)
+                choice = loss_or_uniform(u, uniform, best, cfg.uniform_weight)
             if self.collective is not None:
                 choice = self.collective.route(choice)
             served = L[self._market_index, choice, self._user_index]
