@@ -30,7 +30,7 @@ import numpy as np
 
 from choicemarket.baselines import MSGD
 from choicemarket.baselines.registry import baseline_names, get_baseline
-from choicemarket.demo import worst_start_learner
+from choicemarket.demo import worst_start_learners
 from choicemarket.runner import atomic_write, mean_se, simulate
 
 BENCH_SEEDS = (0, 1, 2, 3, 4)
@@ -66,9 +66,8 @@ class BenchMarket:
     def focal_learner(self) -> int:
         if self.focal is not None:
             return self.focal
-        if self.scenario == "market_leader":
-            return _worst_non_leader(self.config(), self.leader)
-        return worst_start_learner(self.config())
+        exclude = (self.leader,) if self.scenario == "market_leader" else ()
+        return worst_start_learners(self.config(), exclude=exclude)[0]
 
 
 _CENSUS = dict(dataset="acs-income", n_learners=5, preference_weight=0.7, init="partition_erm")
@@ -216,16 +215,6 @@ def _csv(rows: Sequence[Mapping[str, Any]]) -> str:
         writer.writeheader()
         writer.writerows(rows)
     return buf.getvalue()
-
-
-def _worst_non_leader(config: Mapping[str, Any], leader: int) -> int:
-    from choicemarket.envs.market_v0 import raw_env
-
-    env = raw_env(**config)
-    _, infos = env.reset(seed=0)
-    key = "global_loss"
-    values = {k: infos[a][key] for k, a in enumerate(env.possible_agents) if k != leader}
-    return max(values, key=values.get)
 
 
 def _as_factory(policy: Callable, bench: BenchMarket) -> Callable[[Any, int], Any]:

@@ -29,13 +29,23 @@ DEMO_MARKET = dict(
 DEMO_P = (0.0, 0.1, 0.2, 0.4, 0.8)
 
 
-def worst_start_learner(market: dict) -> int:
-    """The learner whose initial model has the lowest test accuracy (highest loss)."""
+def worst_start_learners(market: dict, count: int = 1, exclude: tuple[int, ...] = ()) -> list[int]:
+    """The ``count`` learners (in index order) whose initial models, at ``reset(seed=0)``,
+    have the lowest test accuracy (classification) or the highest test loss, never one in
+    ``exclude``; ties go to the lower index."""
     env = raw_env(**market)
     _, infos = env.reset(seed=0)
-    key = "global_accuracy" if env.spec_info.family.is_classification else "global_loss"
+    classify = env.spec_info.family.is_classification
+    key = "global_accuracy" if classify else "global_loss"
     values = [infos[a][key] for a in env.possible_agents]
-    return int(np.argmin(values) if key == "global_accuracy" else np.argmax(values))
+    candidates = [k for k in range(len(values)) if k not in exclude]
+    order = sorted(candidates, key=lambda k: values[k], reverse=not classify)
+    return sorted(order[:count])
+
+
+def worst_start_learner(market: dict) -> int:
+    """The learner whose initial model has the lowest test accuracy (highest loss)."""
+    return worst_start_learners(market)[0]
 
 
 def run_demo(

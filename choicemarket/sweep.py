@@ -37,15 +37,9 @@ def resolve_probers(market: dict, policy: dict) -> list[int]:
         return []
     if policy["probers"] != "worst":
         return list(policy["probers"])
-    from choicemarket.envs.market_v0 import raw_env
+    from choicemarket.demo import worst_start_learners
 
-    env = raw_env(**market)
-    _, infos = env.reset(seed=0)
-    classify = env.spec_info.family.is_classification
-    key = "global_accuracy" if classify else "global_loss"
-    values = [infos[a][key] for a in env.possible_agents]
-    order = sorted(range(len(values)), key=lambda k: values[k], reverse=not classify)
-    return sorted(order[: policy["n_probers"]])
+    return worst_start_learners(market, policy["n_probers"])
 
 
 _PROBERS: dict[str, list[int]] = {}  # resolve_probers results of this process
