@@ -47,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     runs = [accuracies(s, args.l2, args.test_fraction) for s in range(args.splits)]
     print(f"test accuracy (%), mean +- s.e. over {args.splits} splits, l2 = {args.l2}")
-    print(f"{'model':<18}" + "".join(f"{c:>14}" for c in (*SOURCES, "whole population")))
+    print(f"{'model':<18}" + "".join(f"{c:>15}" for c in (*SOURCES, "whole pop.")))
     for name in runs[0]:
         acc = 100 * np.array([r[name] for r in runs])
         se = acc.std(axis=0, ddof=1) / np.sqrt(len(runs)) if len(runs) > 1 else 0 * acc[0]
