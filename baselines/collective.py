@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from choicemarket.envs.core.collective import STRATEGIES
+from choicemarket.envs.market.collective import STRATEGIES
 
 
 class FixedCollective:

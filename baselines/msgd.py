@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from choicemarket.envs.core.losses import mean_gradient
-from choicemarket.envs.core.spec import MarketSpec
+from choicemarket.envs.market.losses import mean_gradient
+from choicemarket.envs.market.spec import MarketSpec
 
 SCHEDULES = ("constant", "inv_sqrt")
 SCENARIOS = ("preference_aware", "market_leader", "majority_good", "partial")

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from choicemarket.envs.core.participation import ParticipationSpec, ParticipationState
+from choicemarket.envs.participation.core import ParticipationSpec, ParticipationState
 
 RULES = ("retrain", "gradient")
 _RCOND = 1e-10  # pseudo-inverse cut-off: directions a learner's users do not determine

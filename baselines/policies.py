@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from choicemarket.envs.core.spec import MarketSpec
+from choicemarket.envs.market.spec import MarketSpec
 
 from .msgd import MSGD, act_batch
 

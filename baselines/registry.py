@@ -2,7 +2,7 @@
 
 A baseline is a factory ``(spec, learner, setting) -> policy`` where ``setting`` describes the
 market it plays in (its probing scenario, leader, probing weight and step size; any object with
-those attributes, e.g. a :class:`choicemarket.bench.BenchMarket`).
+those attributes, e.g. a :class:`choicemarket.experiments.bench.BenchMarket`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from choicemarket.envs.core.spec import MarketSpec
+from choicemarket.envs.market.spec import MarketSpec
 
 from .msgd import MSGD, MSGDP
 from .policies import NoUpdate

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from choicemarket.envs.core.losses import fit_erm
-from choicemarket.envs.core.spec import MarketSpec
+from choicemarket.envs.market.losses import fit_erm
+from choicemarket.envs.market.spec import MarketSpec
 
 
 class Retrain:

@@ -22,8 +22,8 @@ import time
 
 import numpy as np
 
-from choicemarket.experiment import load_experiment
-from choicemarket.sweep import run_sweep
+from choicemarket.experiments.experiment import load_experiment
+from choicemarket.experiments.sweep import run_sweep
 
 
 def _cpu_seconds() -> float:

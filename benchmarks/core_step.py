@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from choicemarket.baselines import act_arrays
-from choicemarket.envs.core.market import MarketCore
+from choicemarket.envs.market.core import MarketCore
 
 
 def core_step(core: MarketCore, pols: list, broadcast: bool = False):

@@ -1,12 +1,12 @@
 """Market environments (PettingZoo) and their batched core."""
 
 from . import market_v0, participation_v0
-from .core.actions import ActionLayout, ProbeRequest
-from .core.config import MarketConfig
-from .core.market import MarketCore
-from .core.participation import ParticipationCore, ParticipationSpec
-from .core.participation_config import ParticipationConfig
-from .core.spec import MarketSpec
+from .market.actions import ActionLayout, ProbeRequest
+from .market.config import MarketConfig
+from .market.core import MarketCore
+from .market.spec import MarketSpec
+from .participation.config import ParticipationConfig
+from .participation.core import ParticipationCore, ParticipationSpec
 
 __all__ = [
     "ActionLayout",

@@ -12,14 +12,14 @@ Description
     ``alpha_jk <- alpha_jk (1 - mw_rate)^{R_jk}``. ``user_types`` fixes a fraction of users as
     loyal, quality-seeking, random or collective; with ``outside_threshold`` users whom every
     learner serves worse than the threshold leave (unserved) and return at ``return_rate``
-    per step (see :mod:`choicemarket.envs.core.choice`). A learner
+    per step (see :mod:`choicemarket.envs.market.choice`). A learner
     sees only the users who chose it. Its action moves its parameters and may ask to probe
     peer models (pseudo-label covariates with their predictions).
 
 Agents
     ``learner_0 .. learner_{n-1}``, all with the same spaces (parameter sharing works). When
     learners may enter and leave (``max_learners``, ``entries``, ``exit_share``; see
-    :mod:`choicemarket.envs.core.entry`) ``possible_agents`` lists every slot
+    :mod:`choicemarket.envs.market.entry_exit`) ``possible_agents`` lists every slot
     ``learner_0 .. learner_{max_learners-1}`` and ``agents`` the learners present: an entrant
     (``entries`` or ``env.add_learner``) is in ``agents`` with an observation from the step it
     enters; a learner that leaves (its share below ``exit_share`` for ``exit_patience`` steps)
@@ -27,7 +27,7 @@ Agents
     learners are never chosen nor probed.
 
 Action space
-    ``Box(n_params + n_learners + 2,)`` float32, see :mod:`choicemarket.envs.core.actions`:
+    ``Box(n_params + n_learners + 2,)`` float32, see :mod:`choicemarket.envs.market.actions`:
     ``[update | probe | peers | route_by_preference]``. The update (bounded by ``max_update``,
     clipped) is added to the parameters. Probe requests are answered with the models that
     served the current batch; the response appears in the next observation and is kept until
@@ -72,7 +72,7 @@ Infos
     users.
 
 Collective (optional, ``collective_fraction = alpha > 0``)
-    An extra agent ``"collective"`` (Hardt et al., 2023; :mod:`choicemarket.envs.core.collective`):
+    An extra agent ``"collective"`` (Hardt et al., 2023; see ``envs/market/collective.py``):
     each arriving user, and each covariate drawn for a probe, is a member with probability
     alpha. Action ``MultiDiscrete([3, n_learners + 1, n_labels])``: ``[strategy, destination,
     label]`` with strategy 0 none, 1 plant (members present ``(g(x), y*)``), 2 erase (members
@@ -94,7 +94,7 @@ Episode end
     market (``exit_share`` > 0).
 
 Arguments
-    Every field of :class:`~choicemarket.envs.core.config.MarketConfig` as a keyword argument,
+    Every field of :class:`~choicemarket.envs.market.config.MarketConfig` as a keyword argument,
     plus ``render_mode`` (``None`` or ``"ansi"``).
 """
 
@@ -109,9 +109,9 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 
-from .core import collective as _collective
-from .core.config import MarketConfig
-from .core.market import MarketCore
+from .market import collective as _collective
+from .market.config import MarketConfig
+from .market.core import MarketCore
 
 __all__ = ["env", "parallel_env", "raw_env"]
 

@@ -43,7 +43,7 @@ Episode end
     Truncation after ``max_steps`` steps; no termination.
 
 Arguments
-    Every field of :class:`~choicemarket.envs.core.participation_config.ParticipationConfig` as
+    Every field of :class:`~choicemarket.envs.participation.config.ParticipationConfig` as
     a keyword argument, plus ``render_mode`` (``None`` or ``"ansi"``).
 """
 
@@ -57,8 +57,8 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 
-from .core.participation import ParticipationCore
-from .core.participation_config import ParticipationConfig
+from .participation.config import ParticipationConfig
+from .participation.core import ParticipationCore
 
 __all__ = ["env", "parallel_env", "raw_env"]
 

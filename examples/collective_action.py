@@ -24,7 +24,7 @@ import argparse
 import numpy as np
 
 from choicemarket.baselines import MSGD, MSGDP, FixedCollective, act_all
-from choicemarket.envs.core.collective import critical_mass_logistic
+from choicemarket.envs.market.collective import critical_mass_logistic
 from choicemarket.envs.market_v0 import raw_env
 
 FEATURE, ETA = 14, 0.05

@@ -24,7 +24,7 @@ import numpy as np
 
 from choicemarket.baselines import MSGD, act_all
 from choicemarket.envs.market_v0 import parallel_env
-from choicemarket.runner import mean_se
+from choicemarket.experiments.runner import mean_se
 
 KINDS = {
     "fresh": dict(kind="fresh", fresh_share=0.0),

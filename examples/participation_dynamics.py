@@ -20,7 +20,7 @@ import numpy as np
 from choicemarket.baselines import ExactRetraining
 from choicemarket.envs import ParticipationConfig, ParticipationCore
 from choicemarket.envs.participation_v0 import parallel_env
-from choicemarket.participation_experiments import run_to_equilibrium, splitting_curve
+from choicemarket.experiments.participation_experiments import run_to_equilibrium, splitting_curve
 
 STARTS = {
     "symmetric": ((0.5, 0.5), (0.5, 0.5), (0.5, 0.5)),

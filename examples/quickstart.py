@@ -13,7 +13,7 @@ import numpy as np
 
 from choicemarket.baselines import MSGD, act_all
 from choicemarket.envs import market_v0
-from choicemarket.envs.core.losses import mean_gradient
+from choicemarket.envs.market.losses import mean_gradient
 
 env = market_v0.parallel_env(dataset="acs-income", max_steps=2000, render_mode="ansi")
 spec, layout = env.spec_info, env.action_layout

@@ -25,7 +25,7 @@ from stable_baselines3 import PPO
 
 from choicemarket import simulate
 from choicemarket.baselines import MSGDP
-from choicemarket.runner import mean_se
+from choicemarket.experiments.runner import mean_se
 from choicemarket.wrappers import MarketVecEnv, shared_policy_vec_env
 
 MARKET = dict(dataset="acs-income", n_learners=5, preference_weight=0.7)

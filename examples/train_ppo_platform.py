@@ -29,7 +29,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from choicemarket.baselines import MSGD, MSGDP, NoUpdate
 from choicemarket.envs.market_v0 import raw_env
-from choicemarket.runner import mean_se
+from choicemarket.experiments.runner import mean_se
 from choicemarket.wrappers import SingleLearner, platform_strategy_env
 
 MARKET = dict(dataset="acs-income", n_learners=5, preference_weight=0.7)

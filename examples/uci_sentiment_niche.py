@@ -14,9 +14,9 @@ import argparse
 
 import numpy as np
 
-from choicemarket.envs.core.losses import LOSSES, fit_erm, logits
 from choicemarket.envs.data import load_dataset
 from choicemarket.envs.data.uci_sentiment import SOURCES
+from choicemarket.envs.market.losses import LOSSES, fit_erm, logits
 
 
 def accuracies(split: int, l2: float, test_fraction: float) -> dict[str, np.ndarray]:

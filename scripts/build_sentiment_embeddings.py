@@ -27,7 +27,7 @@ from choicemarket.envs.data.uci_sentiment import (
     read_raw_sentences,
     sentences_tsv,
 )
-from choicemarket.runner import atomic_write
+from choicemarket.experiments.runner import atomic_write
 
 
 def timed_encode(name: str, sentences: list[str], batch_size: int) -> np.ndarray:

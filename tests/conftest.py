@@ -1,4 +1,4 @@
-"""Shared fixtures. Lives under tests/ so the repository root never lands on sys.path."""
+"""Shared fixtures."""
 
 import pytest
 

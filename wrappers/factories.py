@@ -1,7 +1,7 @@
 """Factories behind the Gymnasium ids (``gymnasium.make("choicemarket:choicemarket/<id>")``).
 
 Keyword arguments that name a wrapper option go to that wrapper; all others are market
-configuration fields (:class:`~choicemarket.envs.core.config.MarketConfig`).
+configuration fields (:class:`~choicemarket.envs.market.config.MarketConfig`).
 
 - ``choicemarket/Platform-v0``: :class:`SingleLearner` (raw market action, ``Dict``
   observation). Options: ``ego``, ``opponents``, ``render_mode``.

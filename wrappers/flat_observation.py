@@ -30,8 +30,8 @@ import numpy as np
 from gymnasium import spaces
 
 from choicemarket.baselines.msgd import _real
-from choicemarket.envs.core.losses import logits
-from choicemarket.envs.core.spec import MarketSpec
+from choicemarket.envs.market.losses import logits
+from choicemarket.envs.market.spec import MarketSpec
 
 __all__ = ["FlatObservation", "ObservationFeatures"]
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from choicemarket.baselines import MSGD, act_all
 from choicemarket.baselines.msgd import _learner_index
-from choicemarket.envs.core.spec import MarketSpec
+from choicemarket.envs.market.spec import MarketSpec
 from choicemarket.envs.market_v0 import raw_env
 
 __all__ = ["SingleLearner"]
@@ -45,7 +45,7 @@ class SingleLearner(gym.Env):
             from :mod:`choicemarket.baselines`.
         market: an existing ``market_v0.raw_env`` to wrap instead of building one.
         render_mode: ``None`` or ``"ansi"`` (the market table).
-        **market_kwargs: fields of :class:`~choicemarket.envs.core.config.MarketConfig`.
+        **market_kwargs: fields of :class:`~choicemarket.envs.market.config.MarketConfig`.
     """
 
     metadata = {"render_modes": ["ansi"]}

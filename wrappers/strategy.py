@@ -42,8 +42,8 @@ from choicemarket.baselines.msgd import (
     mix_probe_gradient,
     probe_rows,
 )
-from choicemarket.envs.core.losses import mean_gradient
-from choicemarket.envs.core.spec import MarketSpec
+from choicemarket.envs.market.losses import mean_gradient
+from choicemarket.envs.market.spec import MarketSpec
 
 __all__ = ["StrategyActions", "StrategyKnobs"]
 

@@ -116,7 +116,9 @@ class EmbeddingCache:
 
     def store(self, keys: Sequence[str], E: np.ndarray) -> Path:
         """Write one chunk with ``keys`` and their embeddings ``E`` (atomically)."""
-        from choicemarket.runner import atomic_write  # deferred: runner imports the envs
+        from choicemarket.experiments.runner import (
+            atomic_write,  # deferred: runner imports the envs
+        )
 
         name = hashlib.sha256("".join(keys).encode()).hexdigest()[:32]
         buf = io.BytesIO()

@@ -24,7 +24,7 @@ import numbers
 
 import numpy as np
 
-from ..core.losses import NORMALISATIONS
+from ..market.losses import NORMALISATIONS
 from .preprocess import check_bool
 from .registry import Dataset
 

@@ -1,3 +1,0 @@
-from choicemarket.cli import main
-
-raise SystemExit(main())

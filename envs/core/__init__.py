@@ -1,1 +1,0 @@
-"""The batched market simulation: config, population, state, losses and the step."""

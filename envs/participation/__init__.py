@@ -1,0 +1,1 @@
+"""The participation-dynamics market (Dean et al.): config, population and the batched core."""

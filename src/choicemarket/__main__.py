@@ -1,0 +1,3 @@
+from choicemarket.experiments.cli import main
+
+raise SystemExit(main())
