@@ -100,7 +100,6 @@ Arguments
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping
 
@@ -112,6 +111,7 @@ from pettingzoo.utils.conversions import parallel_to_aec
 from .market import collective as _collective
 from .market.config import MarketConfig
 from .market.core import MarketCore
+from .market.metrics import learner_metrics
 
 __all__ = ["env", "parallel_env", "raw_env"]
 
@@ -141,7 +141,6 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         self._action_space = spec.actions.space()
         self._observation_space = self._make_observation_space()
         self._probe_cache: tuple = (None,)
-        self._eval_cache: tuple = (None,)
         self._off_rows: np.ndarray | None = None  # 'off' actions of every slot
 
     # ----------------------------------------------------------------- spaces
@@ -170,14 +169,12 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             }
         )
 
-    @functools.cache  # noqa: B019  (spaces must be the same objects)
     def observation_space(self, agent: str) -> spaces.Dict:
         if agent == _collective.COLLECTIVE and self.collective is not None:
             return self._collective_space
         self._check_agent(agent)
         return self._observation_space
 
-    @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> spaces.Box:
         if agent == _collective.COLLECTIVE and self.collective is not None:
             return self.collective.space
@@ -192,11 +189,11 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
     def reset(self, seed: int | None = None, options: dict | None = None):
         """Start an episode; ``seed`` seeds the market's one ``numpy.random.Generator``."""
         self.core.reset(seed)
-        self._probe_cache = self._eval_cache = (None,)  # the caches hold per-episode arrays
+        self._probe_cache = (None,)  # the cache holds per-episode arrays
         self.agents = list(self.possible_agents)
         if self.core.entry is not None:  # learners entering and leaving: the active ones
             self.agents = [a for a, on in zip(self.possible_agents, self.active_mask) if on]
-        return self._observations(), self._infos()[0]
+        return self._observations(), self._infos()
 
     def step(self, actions: dict):
         if not self.agents:
@@ -206,40 +203,33 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             raise ValueError(
                 f"actions must be a dict {{agent: action}}, got {type(actions).__name__}"
             )
-        learners = self.agents
-        if self.collective is not None:
-            learners = self._collective_act(actions)
-        try:
-            given = [actions[a] for a in learners]
-        except (KeyError, TypeError):
-            missing = [a for a in learners if a not in actions]
+        learners = [a for a in self.agents if a != _collective.COLLECTIVE]
+        wanted = learners if self.collective is None else [*learners, _collective.COLLECTIVE]
+        missing = [a for a in wanted if a not in actions]
+        if missing:
             raise ValueError(
                 f"actions must be a dict with an action for every agent; missing {missing}"
-            ) from None
-        stacked = layout.validate_many(given, (f"actions[{a!r}]" for a in learners))
+            )
+        # every action is checked before anything changes
+        stacked = layout.validate_many(
+            [actions[a] for a in learners], (f"actions[{a!r}]" for a in learners)
+        )
+        collective_action = None
+        if self.collective is not None:
+            name = _collective.COLLECTIVE
+            collective_action = self.collective.validate(actions[name], f"actions[{name!r}]")[None]
         core, cfg = self.core, self.config
-        if core.entry is not None:  # learners entering and leaving (core/entry.py)
+        if core.entry is not None:  # learners entering and leaving: 'off' rows for absentees
             stacked = self._full_actions(stacked)
-        state = core.step(stacked[None])
+        reward, _ = core.advance(stacked[None], collective_action)
+        state = core.state
         truncated = state.step >= cfg.max_steps
-        if cfg.reward == "global" or truncated or state.step % cfg.eval_every == 0:
-            core.evaluate()
         left = () if core.entry is None else self._entries_and_exits()
         agents = self.agents
         observations = self._observations()
-        infos, m = self._infos()
-        if cfg.reward == "local":
-            reward = [-v for v in m["local_loss"]]
-        elif cfg.reward == "global":
-            reward = [-v for v in m["global_loss"]]
-        else:
-            reward = m["share"]
-        if cfg.probe_cost:
-            reward = [r - cfg.probe_cost * q for r, q in zip(reward, m["probe_queries"])]
-        if core.entry is None:
-            rewards = dict(zip(agents, reward))
-        else:
-            rewards = {a: reward[self._index[a]] for a in agents}
+        infos = self._infos()
+        reward = reward[0].tolist()
+        rewards = {a: reward[self._index[a]] for a in agents if a in self._index}
         if self.collective is not None:
             rewards[_collective.COLLECTIVE] = float(self.collective.reward()[0])
         terminations = dict.fromkeys(agents, False)
@@ -334,49 +324,27 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             obs[_collective.COLLECTIVE] = _collective.observation(self.collective, s.counts, s.step)
         return obs
 
-    def _infos(self) -> tuple[dict, dict[str, list]]:
-        """Per-agent info dicts, and the per-learner lists they were built from."""
-        s, pop = self.core.state, self.core.population
-        if self._eval_cache[0] != s.eval_step:  # global figures change only at evaluations
-            gl, ga = s.global_loss[0].tolist(), s.global_accuracy[0].tolist()
-            self._eval_cache = (s.eval_step, gl, ga)
-        _, gl, ga = self._eval_cache
-        users, queries = s.counts[0].tolist(), s.probe_queries[0].tolist()
-        ll, B = s.local_loss[0].tolist(), s.batch.shape[1]
-        sh = [c / B for c in users]
-        social = sum(v * c for v, c in zip(ll, users)) / B
-        bl, ba = pop.baseline_loss, pop.baseline_accuracy
-        infos = {
-            a: {
-                "global_loss": gl[k],
-                "global_accuracy": ga[k],
-                "gap": gl[k] - bl,
-                "accuracy_gap": ba - ga[k],
-                "baseline_loss": bl,
-                "baseline_accuracy": ba,
-                "local_loss": ll[k],
-                "share": sh[k],
-                "users": users[k],
-                "probe_queries": queries[k],
-                "social_cost": social,
-                "eval_step": s.eval_step,
-            }
-            for k, a in enumerate(self._index)
-            if a in self.agents
-        }
-        behaviour = self.core.behaviour
-        if behaviour is not None and behaviour.outside_until is not None:
-            _add_outside_infos(infos, self.possible_agents, behaviour, s)
-        if self.core.entry is not None:  # learners entering and leaving
-            n_active = int(self.core.entry.active[0].sum())
-            events = [_agent_event(e) for e in self.core.entry.step_events]
-            for info in infos.values():
-                info["active_learners"] = n_active
-                info["events"] = events
+    def _infos(self) -> dict:
+        """Per-agent info dicts (``metrics.learner_metrics`` of this market, with the
+        baseline and the evaluation step)."""
+        core, s, pop = self.core, self.core.state, self.core.population
+        metrics = learner_metrics(core, 0)
+        extra = {"baseline_loss": pop.baseline_loss, "baseline_accuracy": pop.baseline_accuracy}
+        if core.entry is not None:  # learners entering and leaving
+            extra["active_learners"] = int(core.entry.active[0].sum())
+            extra["events"] = [_agent_event(e) for e in core.entry.step_events]
+        infos = {}
+        for k, a in enumerate(self._index):
+            if a not in self.agents:
+                continue
+            info = metrics[k]
+            info.pop("planting_success", None)
+            info.pop("erasing_success", None)
+            info.update(extra, eval_step=s.eval_step)
+            infos[a] = info
         if self.collective is not None and self.agents:
-            infos[_collective.COLLECTIVE] = _collective.info(self.collective)
-        lists = {"global_loss": gl, "local_loss": ll, "share": sh, "probe_queries": queries}
-        return infos, lists
+            infos[_collective.COLLECTIVE] = self.collective.info(0)
+        return infos
 
     def render(self) -> str | None:
         if self.render_mode is None:
@@ -412,17 +380,6 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             )
         return "\n".join(lines)
 
-    def _collective_act(self, actions: Mapping) -> list[str]:
-        """Validate and apply the collective's action; the learners still to act."""
-        name = _collective.COLLECTIVE
-        if name not in actions:
-            raise ValueError(
-                f"actions must be a dict with an action for every agent; missing ['{name}']"
-            )
-        a = self.collective.validate(actions[name], f"actions[{name!r}]")
-        self.collective.set_actions(a[None])
-        return [g for g in self.agents if g != name]
-
     def close(self) -> None:
         pass
 
@@ -436,18 +393,6 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
     def population(self):
         """The current population (split, preferences, baseline)."""
         return self.core.population
-
-
-def _add_outside_infos(infos: dict, agents: list[str], behaviour, s) -> None:
-    """Unserved/outside figures of the outside option; group k: users preferring learner k."""
-    om = behaviour.outside_metrics(s.choice, s.batch)
-    uf, of = float(om["unserved_fraction"][0]), float(om["outside_fraction"][0])
-    gu, go = om["group_unserved"][0].tolist(), om["group_outside"][0].tolist()
-    for k, a in enumerate(agents):
-        if a in infos:
-            infos[a].update(
-                unserved_fraction=uf, outside_fraction=of, group_unserved=gu[k], group_outside=go[k]
-            )
 
 
 def _agent_event(e: dict) -> dict:

@@ -1,23 +1,34 @@
-"""How users choose a learner: one function per choice rule, and ``UserBehaviour``, the state
-of the richer rules (user types, multiplicative-weights allocations, the outside option).
+"""How users choose a learner: one ``ChoiceRule`` interface with every rule behind it.
 
 Losses come as ``L`` of shape (M, n, B): market, learner, batch user. Every rule returns the
-chosen learner of each batch user, shape (M, B); ``UNSERVED`` (-1) marks a user served by
-nobody. Sampling rules use one uniform ``u`` per user (the one the market already draws), by
-inverse CDF, so they cost no extra random numbers.
+chosen learner of each batch user, shape (M, B). Sampling rules use one uniform ``u`` per user
+(the one the market already draws), by inverse CDF, so they cost no extra random numbers.
 
-The default rule (``preference_or_loss`` with no user types and no outside option) never goes
-through ``UserBehaviour``: :class:`~choicemarket.envs.market.core.MarketCore` keeps its own
-code path, so its trajectories and cost are unchanged.
+- ``preference_or_loss``: the preferred learner with probability tau, else
+  ``argmin_k L_k`` (ties: lowest index);
+- ``loss_or_uniform``: a uniformly random learner with probability zeta, else the lowest-loss;
+- ``logit``: ``P(k) ~ exp((-L_k + bonus [k = pref]) / temperature)``;
+- ``multiplicative_weights``: a user of group j draws from the allocation ``alpha_j``, updated
+  after each batch by ``alpha_jk <- alpha_jk (1 - eps)^{R_jk}``;
+- ``user_types``: a mixture; fixed fractions of users are loyal (preferred learner),
+  quality-seeking or collective (lowest loss) or random (uniform), the rest follow the rule.
+
+When learners enter and leave (``active`` given), inactive learners are never chosen: their
+loss is +inf, uniform draws range over the active learners, and allocations are masked.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .config import USER_TYPES, MarketConfig
+
+if TYPE_CHECKING:
+    from .core import MarketCore
 
 UNSERVED = -1
 RULE = -1  # user type code: follows ``choice_rule``
@@ -110,157 +121,139 @@ def assign_user_types(fractions: dict[str, float], n_users: int, seed: int) -> n
     return types
 
 
-def is_default(config: MarketConfig) -> bool:
-    """True when the market's own default choice path applies (no ``UserBehaviour`` needed)."""
-    return (
-        config.choice_rule in ("preference_or_loss", "loss_or_uniform")
-        and config.user_types is None
-        and config.outside_threshold is None
-    )
+def random_learner(u: np.ndarray, n: int, active: np.ndarray | None) -> np.ndarray:
+    """The ``floor(u a)``-th of the ``a`` active learners (all n when ``active`` is None) for
+    uniforms ``u`` (M, B): a uniformly random active learner per user."""
+    if active is None:
+        return np.minimum((u * n).astype(np.int64), n - 1)
+    n_active = active.sum(1)[:, None]
+    r = np.minimum((u * n_active).astype(np.intp), n_active - 1)
+    order = np.argsort(~active, axis=1, kind="stable")  # active slots first
+    return np.take_along_axis(order, r, 1)
 
 
-# ----------------------------------------------------------------- state of the rules
-class UserBehaviour:
-    """Choice state of M markets beyond the default rule.
+@dataclass
+class Arrival:
+    """What the choice rule sees of one batch of M markets."""
 
-    - ``user_type`` (N,) int8: each training user's type (``RULE`` = follows ``choice_rule``),
-      fixed per population; loyal users take their preferred learner, quality-seeking and
-      collective users the lowest-loss one, random users a uniform one.
-    - ``alpha`` (M, G, n): each preference group's allocation over learners
-      (``multiplicative_weights`` only), uniform at reset, updated after every batch with the
-      group's mean loss at each learner on the batch's users of that group.
-    - ``outside_until`` (M, N) int: user i of market m is outside the market while
-      ``outside_until > step``. A user drawn while outside, or who finds every learner's loss
-      above ``outside_threshold``, is unserved; a user who leaves returns after a
-      Geometric(``return_rate``) number of steps (each step it returns with probability r).
-    """
+    idx: np.ndarray  # (M, B) training-user index of each batch user
+    u: np.ndarray  # (M, B) one uniform per user
+    L: np.ndarray  # (M, n, B) every learner's loss on every user
+    L_active: np.ndarray  # L with +inf at inactive learners (L itself when all are active)
+    best: np.ndarray  # (M, B) lowest-loss active learner (ties: lowest index)
+    pref: np.ndarray  # (M, B) preferred learner
+    active: np.ndarray | None  # (M, n) bool, None when every learner is present
 
-    def __init__(self, config: MarketConfig, n_learners: int) -> None:
-        self.config = config
-        self.n = n_learners
-        self.user_type: np.ndarray | None = None
-        self.alpha: np.ndarray | None = None
-        self.outside_until: np.ndarray | None = None
-        self.unserved: np.ndarray | None = None  # (M, B) bool, current batch
-        self.group: np.ndarray | None = None  # (N,) preference label of each training user
-        self.step = 0
 
-    def reset(self, pref: np.ndarray, n_markets: int, population_seed: int) -> None:
-        """Fresh state for a population with preferred learners ``pref`` (its groups)."""
-        cfg, n, N = self.config, self.n, len(pref)
-        self.group = pref
-        self.user_type = None
-        if cfg.user_types is not None:
-            self.user_type = assign_user_types(cfg.user_types, N, population_seed)
-        self.alpha = None
-        if cfg.choice_rule == "multiplicative_weights":
-            self.alpha = np.full((n_markets, n, n), 1.0 / n)
-        self.outside_until = None
-        if cfg.outside_threshold is not None:
-            self.outside_until = np.zeros((n_markets, N), np.int64)
-        self.unserved = None
-        self.step = 0
+class ChoiceRule:
+    """How the users of a batch pick a learner. ``reset`` at episode start, ``choose`` once
+    per batch; draws beyond ``u`` come from ``core.gens``."""
 
-    def choose(
-        self,
-        rng: np.random.Generator,
-        step: int,
-        idx: np.ndarray,
-        u: np.ndarray,
-        L: np.ndarray,
-        best: np.ndarray,
-    ) -> np.ndarray:
-        """The learner each batch user ``idx`` (M, B) picks given losses ``L`` (M, n, B);
-        ``UNSERVED`` for users outside the market. Updates the rules' state."""
-        cfg, n = self.config, self.n
-        self.step = step
-        pref = self.group.take(idx)
-        rule = cfg.choice_rule
-        if rule == "preference_or_loss":
-            choice = preference_or_loss(u, pref, best, cfg.preference_weight)
-        elif rule == "loss_or_uniform":
-            uniform = rng.integers(n, size=best.shape)
-            choice = loss_or_uniform(u, uniform, best, cfg.uniform_weight)
-        elif rule == "logit":
-            choice = logit(u, L, pref, cfg.temperature, cfg.loyalty_bonus)
+    def reset(self, core: MarketCore) -> None:
+        return None
+
+    def choose(self, core: MarketCore, a: Arrival) -> np.ndarray:
+        raise NotImplementedError
+
+
+class PreferenceOrLoss(ChoiceRule):
+    def __init__(self, tau: float) -> None:
+        self.tau = tau
+
+    def choose(self, core: MarketCore, a: Arrival) -> np.ndarray:
+        return preference_or_loss(a.u, a.pref, a.best, self.tau)
+
+
+class LossOrUniform(ChoiceRule):
+    def __init__(self, zeta: float) -> None:
+        self.zeta = zeta
+
+    def choose(self, core: MarketCore, a: Arrival) -> np.ndarray:
+        M, B = a.u.shape
+        if a.active is None:
+            uniform = core.gens.integers(a.L.shape[1], (B,))
         else:
-            choice = multiplicative_weights(u, self.alpha, pref)
-            risk, present = group_batch_risk(L, pref, self.alpha.shape[1])
-            mw_update(self.alpha, risk, present, cfg.mw_rate)
-        if self.user_type is not None:
-            kind = self.user_type.take(idx)
-            choice = np.where(kind == LOYAL, pref, choice)
-            choice = np.where((kind == QUALITY) | (kind == COLLECTIVE), best, choice)
-            # u is otherwise unused for a random-type user: floor(u n) is its uniform learner
-            choice = np.where(kind == RANDOM, np.minimum((u * n).astype(np.int64), n - 1), choice)
-        if self.outside_until is not None:
-            choice = self._outside(rng, step, idx, L, choice)
+            uniform = random_learner(core.gens.random((B,)), a.L.shape[1], a.active)
+        return loss_or_uniform(a.u, uniform, a.best, self.zeta)
+
+
+class Logit(ChoiceRule):
+    def __init__(self, temperature: float, bonus: float) -> None:
+        self.temperature, self.bonus = temperature, bonus
+
+    def choose(self, core: MarketCore, a: Arrival) -> np.ndarray:
+        return logit(a.u, a.L_active, a.pref, self.temperature, self.bonus)
+
+
+class MultiplicativeWeights(ChoiceRule):
+    """Allocations ``alpha`` (M, G, n) of the preference groups (G = n), uniform at reset.
+
+    A learner that enters starts with the mean weight of the incumbents in every group;
+    a learner that leaves keeps its weight, masked out of every draw."""
+
+    def __init__(self, eps: float) -> None:
+        self.eps = eps
+        self.alpha: np.ndarray | None = None
+        self._active: np.ndarray | None = None
+
+    def reset(self, core: MarketCore) -> None:
+        M, n = core.n_markets, core.spec.n_learners
+        self.alpha = np.full((M, n, n), 1.0 / n)
+        self._active = None if core.active is None else core.active.copy()
+
+    def choose(self, core: MarketCore, a: Arrival) -> np.ndarray:
+        alpha = self.alpha
+        if a.active is not None and not np.array_equal(a.active, self._active):
+            self._admit(a.active)
+        weights = alpha[np.arange(len(alpha))[:, None], a.pref]  # (M, B, n)
+        if a.active is not None:
+            weights = weights * a.active[:, None, :]
+        choice = inverse_cdf(a.u, weights, 2)
+        risk, present = group_batch_risk(a.L, a.pref, alpha.shape[1])
+        mw_update(alpha, risk, present, self.eps)
         return choice
 
-    def _outside(self, rng, step: int, idx: np.ndarray, L: np.ndarray, choice: np.ndarray):
-        cfg, until = self.config, self.outside_until
-        rows = np.arange(len(idx))[:, None]
-        away = until[rows, idx] > step
-        leave = ~away & (L.min(1) > cfg.outside_threshold)
-        if leave.any():
-            m, b = np.nonzero(leave)
-            r = cfg.return_rate
-            if r > 0:
-                gone = rng.geometric(r, size=len(m))
-            else:
-                gone = np.full(len(m), np.iinfo(np.int64).max - step)  # never returns
-            until[m, idx[m, b]] = step + gone
-        self.unserved = away | leave
-        return np.where(self.unserved, UNSERVED, choice)
-
-    @staticmethod
-    def served_stats(
-        L: np.ndarray, choice: np.ndarray, market_offset: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per user the loss at its learner (nan if unserved); per learner counts and loss sums
-        over the users it served. Shapes (M, B), (M, n), (M, n)."""
-        M, n, B = L.shape
-        ok = choice >= 0
-        c = np.where(ok, choice, 0)
-        served = L[np.arange(M)[:, None], c, np.arange(B)[None, :]]
-        key = (market_offset + c)[ok]
-        counts = np.bincount(key, minlength=M * n).reshape(M, n)
-        sums = np.bincount(key, weights=served[ok], minlength=M * n).reshape(M, n)
-        if not ok.all():
-            served = np.where(ok, served, math.nan)
-        return served, counts, sums
-
-    # ------------------------------------------------------------- measurements
-    def outside_metrics(self, choice: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
-        """Who is left unserved (outside option on only):
-
-        - ``unserved_fraction`` (M,): share of the current batch served by nobody;
-        - ``outside_fraction`` (M,): share of the training population currently outside;
-        - ``group_unserved`` (M, G): per preference group, share of its batch users unserved
-          (nan if none was drawn); ``group_outside`` (M, G): share of the group outside.
-        """
-        G = self.n
-        unserved = choice < 0
-        outside = self.outside_until > self.step  # (M, N)
-        M, group = len(outside), self.group
-        sizes = np.bincount(group, minlength=G)
-        key = (np.arange(M)[:, None] * G + group).ravel()
-        g_out = np.bincount(key, weights=outside.ravel(), minlength=M * G).reshape(M, G)
-        g_batch = self.group.take(idx)
-        onehot = g_batch[:, :, None] == np.arange(G)
-        drawn = onehot.sum(1)
-        left = (onehot & unserved[:, :, None]).sum(1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            group_unserved = np.where(drawn > 0, left / np.maximum(drawn, 1), math.nan)
-            group_outside = np.where(sizes > 0, g_out / np.maximum(sizes, 1), math.nan)
-        return {
-            "unserved_fraction": unserved.mean(1),
-            "outside_fraction": outside.mean(1),
-            "group_unserved": group_unserved,
-            "group_outside": group_outside,
-        }
+    def _admit(self, active: np.ndarray) -> None:
+        new = active & ~self._active
+        for m, k in zip(*np.nonzero(new)):
+            old = self._active[m]
+            self.alpha[m, :, k] = self.alpha[m][:, old].mean(1)
+            self.alpha[m] /= self.alpha[m].sum(1, keepdims=True)
+        self._active = active.copy()
 
 
-def make_behaviour(config: MarketConfig) -> UserBehaviour | None:
-    """``UserBehaviour`` for a config that needs one, else ``None`` (the default path)."""
-    return None if is_default(config) else UserBehaviour(config, config.n_learners)
+class UserTypes(ChoiceRule):
+    """A mixture: each training user's fixed type (fractions of ``user_types``, assigned from
+    the population seed) overrides ``base`` for its users."""
+
+    def __init__(self, base: ChoiceRule, fractions: dict[str, float]) -> None:
+        self.base, self.fractions = base, fractions
+        self.user_type: np.ndarray | None = None
+
+    def reset(self, core: MarketCore) -> None:
+        self.base.reset(core)
+        n_users = len(core.population.X_train)
+        self.user_type = assign_user_types(self.fractions, n_users, core.population_seed)
+
+    def choose(self, core: MarketCore, a: Arrival) -> np.ndarray:
+        choice = self.base.choose(core, a)
+        kind = self.user_type.take(a.idx)
+        choice = np.where(kind == LOYAL, a.pref, choice)
+        choice = np.where((kind == QUALITY) | (kind == COLLECTIVE), a.best, choice)
+        # u is otherwise unused for a random-type user: it picks its uniform learner
+        rand = random_learner(a.u, a.L.shape[1], a.active)
+        return np.where(kind == RANDOM, rand, choice)
+
+
+def make_choice_rule(config: MarketConfig) -> ChoiceRule:
+    """The config's choice rule, wrapped in its user-type mixture if it has one."""
+    rule = config.choice_rule
+    if rule == "preference_or_loss":
+        base: ChoiceRule = PreferenceOrLoss(config.preference_weight)
+    elif rule == "loss_or_uniform":
+        base = LossOrUniform(config.uniform_weight)
+    elif rule == "logit":
+        base = Logit(config.temperature, config.loyalty_bonus)
+    else:
+        base = MultiplicativeWeights(config.mw_rate)
+    return base if config.user_types is None else UserTypes(base, dict(config.user_types))

@@ -23,14 +23,20 @@ Measured on the held-out users x (all non-members), for every learner k:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from gymnasium import spaces
 
+from .component import Component
 from .config import MarketConfig
 from .losses import logits
 from .population import Population
 from .spec import MarketSpec
+
+if TYPE_CHECKING:
+    from .choice import Arrival
+    from .core import MarketCore
 
 COLLECTIVE = "collective"
 STRATEGIES = ("none", "plant", "erase")
@@ -45,8 +51,11 @@ class CollectiveAction:
     label: int  # target label y*
 
 
-class Collective:
-    """Per-market strategy of the collective and what it does to a batch (M markets)."""
+class Collective(Component):
+    """Per-market strategy of the collective and what it does to a batch (M markets).
+
+    A destination learner that is not present (learners entering and leaving) is ignored:
+    members then choose as usual."""
 
     def __init__(self, config: MarketConfig, spec: MarketSpec, n_markets: int) -> None:
         if not spec.family.is_classification:
@@ -68,10 +77,13 @@ class Collective:
         n, c = spec.n_learners, spec.n_classes
         self.n_labels = 2 if spec.family.name == "logistic" else c
         self.space = spaces.MultiDiscrete(np.array([len(STRATEGIES), n + 1, self.n_labels]))
-        self.reset()
+        self.clear()
 
     # ----------------------------------------------------------------- actions
-    def reset(self, pop: Population | None = None) -> None:
+    def reset(self, core: MarketCore) -> None:
+        self.clear(core.population)
+
+    def clear(self, pop: Population | None = None) -> None:
         """No strategy and usual choices until the first action (``pop``: the population)."""
         self.pop = pop
         M, n = self.n_markets, self.spec.n_learners
@@ -132,11 +144,11 @@ class Collective:
         return G
 
     def present(
-        self, X: np.ndarray, T: np.ndarray, rng: np.random.Generator
+        self, core: MarketCore, X: np.ndarray, T: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Draw members of the batch (M, B) and replace their covariates/targets by what the
         strategy has them present. Returns new arrays; the true ones are kept for losses."""
-        self.members = rng.random(X.shape[:2]) < self.alpha
+        self.members = core.gens.random(X.shape[1:2]) < self.alpha
         self._true = (X, T)
         active = self.members & (self.strategy > 0)[:, None]
         if not active.any():
@@ -154,39 +166,54 @@ class Collective:
             T = np.where(erase[..., None], target, T)
         return X, T
 
-    def route(self, choice: np.ndarray) -> np.ndarray:
-        """Send members to the destination learner where one is set."""
-        routed = self.members & (self.destination > 0)[:, None]
+    def after_choice(self, core: MarketCore, a: Arrival, choice: np.ndarray) -> np.ndarray:
+        """Send members to the destination learner where one is set (and present)."""
+        routed = self.destination > 0
+        if core.active is not None:
+            dest = np.maximum(self.destination - 1, 0)
+            routed &= core.active[np.arange(len(dest)), dest]
+        routed = self.members & routed[:, None]
         if not routed.any():
             return choice
         return np.where(routed, (self.destination - 1)[:, None], choice)
 
-    def present_probes(
-        self, Xp: np.ndarray, markets: np.ndarray, rng: np.random.Generator
-    ) -> np.ndarray:
+    def present_probes(self, core: MarketCore, Xp: np.ndarray, markets: np.ndarray) -> np.ndarray:
         """Probed covariates (R, N_probe, d) of requests from ``markets`` (R,): each is a
         member's with probability alpha and then shows ``g(x)`` when the strategy changes
         covariates (peers are queried on the data members present)."""
-        members = rng.random(Xp.shape[:2]) < self.alpha
+        u = np.empty(Xp.shape[:2])
+        for rng, rows in core.gens.by_market(markets):
+            u[rows] = rng.random((rows.stop - rows.start, Xp.shape[1]))
+        members = u < self.alpha
         active = members & (self.strategy[markets] > 0)[:, None]
         if not active.any():
             return Xp
         return np.where(active[..., None], self.signal(Xp), Xp)
 
-    def record(
-        self, theta: np.ndarray, choice: np.ndarray, served: np.ndarray, pop: Population
-    ) -> None:
-        """Members' loss on their true data at the learner they chose, and non-members' loss."""
+    def after_step(self, core: MarketCore) -> None:
+        """Members' loss on their true data at the learner they chose, and non-members' loss
+        (over the users someone served)."""
+        s, pop = core.state, core.population
         X, T = self._true
+        theta, choice = s.theta, s.choice
+        ok = choice >= 0
         m_idx = np.arange(theta.shape[0])[:, None]
-        th = theta[m_idx, choice]  # (M, B, o, d)
+        th = theta[m_idx, np.where(ok, choice, 0)]  # (M, B, o, d)
         z = np.einsum("mbod,mbd->mbo", th, X)
-        own = pop.family.loss(z, T)
-        mem = self.members
-        n_mem = mem.sum(1)
+        own = np.where(ok, pop.family.loss(z, T), 0.0)
+        mem = self.members & ok
+        oth = ~self.members & ok
+        n_mem, n_oth = mem.sum(1), oth.sum(1)
         self.member_loss = np.where(n_mem > 0, (own * mem).sum(1) / np.maximum(n_mem, 1), np.nan)
-        n_oth = mem.shape[1] - n_mem
-        self.other_loss = np.where(n_oth > 0, (served * ~mem).sum(1) / np.maximum(n_oth, 1), np.nan)
+        served = np.where(ok, s.served_loss, 0.0)
+        self.other_loss = np.where(n_oth > 0, (served * oth).sum(1) / np.maximum(n_oth, 1), np.nan)
+
+    def evaluate(self, core: MarketCore) -> None:
+        self.measure(core.state.theta, core.population)
+
+    def info(self, m: int = 0) -> dict:
+        """Market ``m``'s figures (see :func:`info`)."""
+        return info(self, m)
 
     def measure(self, theta: np.ndarray, pop: Population) -> None:
         """Every learner's planting/erasing success on the held-out users (at evaluations)."""

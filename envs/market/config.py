@@ -131,22 +131,7 @@ class MarketConfig:
         from .entry_exit import check_entry_fields  # here: entry.py imports this module
 
         check_entry_fields(self)
-        from .choice import is_default
-        from .entry_exit import is_enabled
-
-        if is_enabled(self) and not is_default(self):
-            raise ValueError(
-                "learners entering and leaving (max_learners, entries, exit_share) cannot be "
-                "combined with choice_rule 'logit' or 'multiplicative_weights', user_types or "
-                "outside_threshold; use the default choice rules with them"
-            )
         _collective(self)
-        if self.collective_fraction and (is_enabled(self) or not is_default(self)):
-            raise ValueError(
-                "collective_fraction > 0 cannot be combined with learners entering and leaving "
-                "or with choice_rule 'logit'/'multiplicative_weights', user_types or "
-                "outside_threshold; use the default choice rules with a collective"
-            )
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> MarketConfig:

@@ -1,18 +1,22 @@
-"""``MarketCore``: M independent markets stepped together on batched arrays.
+"""``MarketCore``: the one market transition, for M independent markets on batched arrays.
 
 One step of every market (semantics: users arrive, choose, learners update):
 
-1. answer probe requests (peers are queried with the models that served the batch the
-   action responds to), then apply each learner's parameter update ``theta_k += u_k``;
+1. answer probe requests (``probing.py``; peers are queried with the models that served the
+   batch the action responds to), then apply each learner's update ``theta_k += u_k``;
 2. draw B training users per market i.i.d. with replacement;
-3. each user chooses a learner by the choice rule, e.g. preferred learner with probability tau,
-   else ``argmin_k l(theta_k; x, y)`` (ties: lowest index);
+3. each user chooses a learner by the choice rule (``choice.py``), e.g. its preferred learner
+   with probability tau, else ``argmin_k l(theta_k; x, y)`` (ties: lowest index);
 4. record counts, each user's loss at its learner, and each learner's local loss.
+
+Learners entering and leaving (``entry_exit.py``), the collective (``collective.py``) and the
+outside option (``outside.py``) are components with hooks on this step (``component.py``);
+every combination of them and of the choice rules is one market.
 
 All M markets share one population. ``reset(seed)`` gives them one shared
 ``numpy.random.Generator``; ``reset(seeds=[...])`` gives market m its own generator seeded by
 ``seeds[m]``, so that market m follows exactly the trajectory it would follow alone with that
-seed (M = 1 draws the same numbers either way).
+seed (M = 1 draws the same numbers either way), whatever the market's components.
 """
 
 from __future__ import annotations
@@ -22,13 +26,19 @@ import numbers
 
 import numpy as np
 
+from . import entry_exit, outside
 from .actions import ActionLayout
-from .choice import loss_or_uniform, make_behaviour, preference_or_loss
+from .choice import Arrival, make_choice_rule
 from .collective import Collective
+from .component import Component
 from .config import MarketConfig
-from .entry_exit import EntryExit, is_enabled, slot_count
+from .entry_exit import EntryExit, slot_count
+from .generators import MarketGenerators
 from .losses import logits, loss_family, quadratic_risk
+from .metrics import evaluation_due, rewards
+from .outside import OutsideOption
 from .population import Population, build_population, check_preferences, dataset_for
+from .probing import answer_probes
 from .spec import MarketSpec
 from .state import MarketState
 
@@ -60,7 +70,8 @@ def population_for(config: MarketConfig, seed: int) -> Population:
 
 
 class MarketCore:
-    """The batched simulation. ``reset(seed)`` then ``step(actions)`` with actions (M, n, A)."""
+    """The batched simulation. ``reset(seed)`` then ``step(actions)`` with actions (M, n, A);
+    ``advance`` adds the evaluation cadence and the rewards (``metrics.py``)."""
 
     def __init__(self, config: MarketConfig, n_markets: int = 1) -> None:
         if isinstance(n_markets, bool) or not isinstance(n_markets, numbers.Integral):
@@ -73,8 +84,9 @@ class MarketCore:
         check_preferences(config, data)  # fail at construction, not at the first reset
         family = loss_family(data.task, data.extra)
         o = family.n_outputs(data.n_classes)
+        n = slot_count(config)
         self.spec = MarketSpec(
-            n_learners=slot_count(config),
+            n_learners=n,
             n_features=data.n_features,
             n_outputs=o,
             target_dim=family.target_dim(data.n_classes),
@@ -84,26 +96,36 @@ class MarketCore:
             users_per_step=config.users_per_step,
             probe_size=config.probe_size,
             l2=config.l2,
-            actions=ActionLayout(o * data.n_features, slot_count(config), config.max_update),
+            actions=ActionLayout(o * data.n_features, n, config.max_update),
         )
         self.population: Population | None = None
+        self.population_seed: int | None = None
         self.state: MarketState | None = None
-        self.rng = np.random.default_rng()
-        self.rngs: list[np.random.Generator] | None = None  # per-market generators, if any
-        self._seeded = False
-        # learners entering and leaving (entry.py); None keeps the learner set fixed
-        self.entry = EntryExit(config, n_markets) if is_enabled(config) else None
-        n, B = slot_count(config), config.users_per_step
-        self._market_offset = np.arange(n_markets)[:, None] * n
-        self._learner_index = np.arange(n)[None, :, None]
-        self._market_index, self._user_index = np.indices((n_markets, B))
-        self._no_queries = np.zeros((n_markets, n), np.int64)
-        self._no_queries.flags.writeable = False
-        self.behaviour = make_behaviour(config)  # None: the default choice path below
-        # the optional collective of users; None (and untouched in a step) when disabled
+        self.gens = MarketGenerators(n_markets)
+        self.choice_rule = make_choice_rule(config)
+        # the components this config switches on (None: off)
+        self.entry = EntryExit(config, n_markets) if entry_exit.is_enabled(config) else None
         self.collective = (
             Collective(config, self.spec, n_markets) if config.collective_fraction else None
         )
+        self.outside = OutsideOption(config) if outside.is_enabled(config) else None
+        self.components: list[Component] = [
+            c for c in (self.entry, self.collective, self.outside) if c is not None
+        ]
+        # (M, n) bool of the learners present, None while the learner set is fixed; each
+        # user's preferred learner, (N,) for all markets or (M, N) once markets differ
+        self.active: np.ndarray | None = None
+        self.loyalty: np.ndarray | None = None
+        B = config.users_per_step
+        self._market_offset = np.arange(n_markets)[:, None] * n
+        self._market_index, self._user_index = np.indices((n_markets, B))
+        self._no_queries = np.zeros((n_markets, n), np.int64)
+        self._no_queries.flags.writeable = False
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The shared generator (market 0's when each market has its own)."""
+        return self.gens.shared
 
     # ----------------------------------------------------------------- reset and step
     def reset(self, seed: int | None = None, seeds=None) -> MarketState:
@@ -113,24 +135,11 @@ class MarketCore:
         (Gymnasium's convention), so ``reset(seed=s); reset()`` is reproducible too.
         ``seeds`` (one integer per market) gives each market its own generator instead.
         """
-        cfg, spec = self.config, self.spec
-        if seeds is not None:
-            extensions = (self.behaviour, self.entry, self.collective)
-            if any(x is not None for x in extensions):
-                raise ValueError(
-                    "seeds (one generator per market) supports the default market only; richer "
-                    "choice rules, learners entering and leaving and collectives use reset(seed)"
-                )
-            self.rngs = self._market_generators(seeds)
-            self.rng = self.rngs[0]
-            self._seeded = True
-        elif seed is not None or not self._seeded:
-            self.rngs = None
-            self.rng = np.random.default_rng(seed)
-            self._seeded = True
+        cfg, spec, gens = self.config, self.spec, self.gens
+        gens.reset(seed, seeds)
         pop_seed = cfg.population_seed
-        if pop_seed is None and self.rngs is not None:
-            drawn = {int(r.integers(2**31 - 1)) for r in self.rngs}
+        if pop_seed is None and gens.per_market is not None:
+            drawn = {int(r.integers(2**31 - 1)) for r in gens.per_market}
             if len(drawn) > 1:
                 raise ValueError(
                     "population_seed=None draws a population per seed; markets reset together "
@@ -138,28 +147,31 @@ class MarketCore:
                 )
             pop_seed = drawn.pop()
         elif pop_seed is None:
-            pop_seed = int(self.rng.integers(2**31 - 1))
+            pop_seed = int(gens.shared.integers(2**31 - 1))
+        self.population_seed = pop_seed
         self.population = pop = population_for(cfg, pop_seed)
         M, n, o, d = self.n_markets, cfg.n_learners, spec.n_outputs, spec.n_features
         if cfg.init == "partition_erm":
             theta = np.broadcast_to(pop.partition_theta, (M, n, o, d)).copy()
-        elif cfg.init == "random" and self.rngs is not None:
-            theta = cfg.init_scale * np.stack([r.standard_normal((n, o, d)) for r in self.rngs])
+        elif cfg.init == "random" and gens.per_market is not None:
+            theta = cfg.init_scale * np.stack(
+                [r.standard_normal((n, o, d)) for r in gens.per_market]
+            )
         elif cfg.init == "random":
-            theta = cfg.init_scale * self.rng.standard_normal((M, n, o, d))
+            theta = cfg.init_scale * gens.shared.standard_normal((M, n, o, d))
         else:
             theta = np.zeros((M, n, o, d))
         if self.entry is not None:  # slots of learners that enter later start empty
-            theta, n = self.entry.with_slots(theta), spec.n_learners
-        Np, t = spec.probe_size, spec.target_dim
+            theta = self.entry.with_slots(theta)
+        n, B, Np, t = spec.n_learners, spec.users_per_step, spec.probe_size, spec.target_dim
         self.state = MarketState(
             theta=theta,
             step=0,
-            batch=np.zeros((M, spec.users_per_step), np.int64),
-            batch_X=np.zeros((M, spec.users_per_step, d)),
-            batch_T=np.zeros((M, spec.users_per_step, t)),
-            choice=np.zeros((M, spec.users_per_step), np.int64),
-            served_loss=np.zeros((M, spec.users_per_step)),
+            batch=np.zeros((M, B), np.int64),
+            batch_X=np.zeros((M, B, d)),
+            batch_T=np.zeros((M, B, t)),
+            choice=np.zeros((M, B), np.int64),
+            served_loss=np.zeros((M, B)),
             counts=np.zeros((M, n), np.int64),
             local_loss=np.zeros((M, n)),
             probe_X=np.zeros((M, n, Np, d)),
@@ -173,59 +185,52 @@ class MarketCore:
             eval_step=0,
             probe_version=0,
         )
-        if self.behaviour is not None:
-            self.behaviour.reset(pop.pref, M, pop_seed)
-        if self.entry is not None:
-            self.entry.reset(self)
-        if self.collective is not None:
-            self.collective.reset(pop)
+        self.active, self.loyalty = None, pop.pref
+        for c in self.components:
+            c.reset(self)
+        self.choice_rule.reset(self)
         self._arrive()
         self.evaluate()
         return self.state
-
-    def _market_generators(self, seeds) -> list[np.random.Generator]:
-        seeds = list(seeds)
-        if len(seeds) != self.n_markets or not all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0 for v in seeds
-        ):
-            raise ValueError(
-                f"seeds must be {self.n_markets} integers >= 0 (one per market), got {seeds!r}"
-            )
-        return [np.random.default_rng(int(v)) for v in seeds]
-
-    def _random(self, shape: tuple[int, ...]) -> np.ndarray:
-        """Uniform draws of shape (M, *shape): market m's from its own generator if it has one."""
-        if self.rngs is None:
-            return self.rng.random((self.n_markets, *shape))
-        out = np.empty((self.n_markets, *shape))
-        for m, r in enumerate(self.rngs):
-            r.random(out=out[m])
-        return out
 
     def step(self, actions: np.ndarray) -> MarketState:
         """Advance every market one step with clipped actions of shape (M, n, A)."""
         s = self.state
         if s is None:
             raise RuntimeError("call reset() before step()")
-        if self.entry is not None:  # inactive learners neither act nor answer probes
-            actions = self.entry.mask_actions(actions, self.spec.n_params)
+        for c in self.components:
+            actions = c.mask_actions(self, actions)
         updates, probe, peers, route = self.spec.actions.split(actions)
         if peers is not None:
             s.probe_queries = np.zeros_like(s.probe_queries)
-            self._answer_probes(probe, peers, route)
+            answer_probes(self, probe, peers, route)
         elif s.probe_queries is not self._no_queries:
             s.probe_queries = self._no_queries
         s.theta += updates.reshape(s.theta.shape)
         s.step += 1
-        if self.entry is not None:
-            self.entry.enter(self)
+        for c in self.components:
+            c.before_arrival(self)
         self._arrive()
-        if self.entry is not None:
-            self.entry.leave(self)
+        for c in self.components:
+            c.after_step(self)
         return s
 
+    def advance(
+        self, actions: np.ndarray, collective_actions: np.ndarray | None = None
+    ) -> tuple[np.ndarray, bool]:
+        """One step with its bookkeeping: the collective's validated (M, 3) actions (if any)
+        take effect, the markets step, the full-population figures are refreshed when due.
+        Returns the (M, n) rewards and whether an evaluation happened."""
+        if collective_actions is not None:
+            self.collective.set_actions(collective_actions)
+        s = self.step(actions)
+        evaluated = evaluation_due(self.config, s.step)
+        if evaluated:
+            self.evaluate()
+        return rewards(self.config, self), evaluated
+
     def add_learner(self, kind: str = "clone", parent: int | None = None) -> int:
-        """Ask for a learner to enter every market at the next step (see ``entry.py``);
+        """Ask for a learner to enter every market at the next step (see ``entry_exit.py``);
         returns its slot. Needs a free slot (``max_learners``)."""
         if self.entry is None or self.state is None:
             raise ValueError(
@@ -233,125 +238,58 @@ class MarketCore:
             )
         return self.entry.add_learner(kind, parent)
 
-    # ----------------------------------------------------------------- pieces of a step
+    # ----------------------------------------------------------------- loyalty
+    def preferred(self, idx: np.ndarray) -> np.ndarray:
+        """Preferred learner (M, B) of the batch users ``idx`` (M, B)."""
+        if self.loyalty.ndim == 1:
+            return self.loyalty.take(idx)
+        return np.take_along_axis(self.loyalty, idx, 1)
+
+    def preferred_of(self, idx: np.ndarray, markets: np.ndarray) -> np.ndarray:
+        """Preferred learner (R, k) of users ``idx`` (R, k) of markets ``markets`` (R,)."""
+        if self.loyalty.ndim == 1:
+            return self.loyalty[idx]
+        return self.loyalty[markets[:, None], idx]
+
+    # ----------------------------------------------------------------- the batch
     def _arrive(self) -> None:
         """Draw the batch, let users choose, and record what each learner served."""
-        s, pop, cfg = self.state, self.population, self.config
-        M, n = s.theta.shape[:2]
-        B = cfg.users_per_step
-        rng = self.rng
+        s, pop, M = self.state, self.population, self.n_markets
+        n, B = s.theta.shape[1], self.config.users_per_step
         # one draw for batch and loyalty: floor(u N) is uniform on 0..N-1 up to O(N / 2^53)
-        if self.rngs is None:
-            draws = rng.random((2, M, B))
-        else:
-            draws = self._random((2, B)).swapaxes(0, 1)
-        idx = (draws[0] * len(pop.X_train)).astype(np.intp)
-        u = draws[1]
+        draws = self.gens.random((2, B))
+        idx = (draws[:, 0] * len(pop.X_train)).astype(np.intp)
+        u = draws[:, 1]
         X, T = pop.X_train.take(idx, 0), pop.T_train.take(idx, 0)
-        if self.collective is not None:
-            X, T = self.collective.present(X, T, rng)
+        for c in self.components:
+            X, T = c.present(self, X, T)
         L = pop.family.loss(logits(s.theta, X), T[:, None])  # (M, n, B)
-        entry = self.entry  # learners entering and leaving: only active ones are chosen
-        best = (L if entry is None else entry.exclude_inactive(L)).argmin(1)
-        if self.behaviour is not None:  # richer rules, see choice.py; -1: unserved
-            choice = self.behaviour.choose(rng, s.step, idx, u, L, best)
-            served, counts, sums = self.behaviour.served_stats(L, choice, self._market_offset)
-        else:
-            if cfg.choice_rule == "preference_or_loss":
-                pref = pop.pref.take(idx) if entry is None else entry.preferred(idx)
-                choice = preference_or_loss(u, pref, best, cfg.preference_weight)
-            else:
-                if self.rngs is not None:
-                    uniform = np.stack([r.integers(n, size=B) for r in self.rngs])
-                elif entry is None:
-                    uniform = rng.integers(n, size=(M, B))
-                else:
-                    uniform = entry.uniform(rng, (M, B))
-                choice = loss_or_uniform(u, uniform, best, cfg.uniform_weight)
-            if self.collective is not None:
-                choice = self.collective.route(choice)
+        L_active = L if self.entry is None else self.entry.exclude_inactive(L)
+        best = L_active.argmin(1)
+        a = Arrival(idx, u, L, L_active, best, self.preferred(idx), self.active)
+        choice = self.choice_rule.choose(self, a)
+        for c in self.components:
+            choice = c.after_choice(self, a, choice)
+        if self.outside is None:  # everyone is served
             served = L[self._market_index, choice, self._user_index]
             key = (self._market_offset + choice).ravel()
             counts = np.bincount(key, minlength=M * n).reshape(M, n)
             sums = np.bincount(key, weights=served.ravel(), minlength=M * n).reshape(M, n)
+        else:
+            ok = choice >= 0
+            c = np.where(ok, choice, 0)
+            served = L[self._market_index, c, self._user_index]
+            key = (self._market_offset + c)[ok]
+            counts = np.bincount(key, minlength=M * n).reshape(M, n)
+            sums = np.bincount(key, weights=served[ok], minlength=M * n).reshape(M, n)
+            if not ok.all():
+                served = np.where(ok, served, math.nan)
         if np.logical_and.reduce(counts, None):
             s.local_loss = sums / counts
         else:
             s.local_loss = np.where(counts > 0, sums / np.maximum(counts, 1), L.mean(-1))
         s.batch, s.choice, s.served_loss, s.counts = idx, choice, served, counts
         s.batch_X, s.batch_T = X, T
-        if self.collective is not None:
-            self.collective.record(s.theta, choice, served, pop)
-
-    def _answer_probes(self, probe: np.ndarray, peers: np.ndarray, route: np.ndarray) -> None:
-        """Fill the probe sets of the requesting learners (R requests at once).
-
-        Each request draws N_probe training covariates. A query goes to one intended peer (the
-        probed user's preferred learner when routing, or the single named peer) except that
-        with probability kappa it goes to a uniformly random other learner; with several named
-        peers the pseudo-label is the coordinatewise median of their logits.
-        """
-        s, pop, cfg, spec = self.state, self.population, self.config, self.spec
-        m, k = np.nonzero(probe)
-        n, Np = spec.n_learners, spec.probe_size
-        noise = n > 1 and cfg.probe_noise > 0
-        rng = self.rng
-        # with learners entering and leaving, the noisy routing is drawn below (active peers)
-        idx, noisy, other_draw = self._probe_draws(
-            m, len(pop.X_train), noise and self.entry is None
-        )
-        Xp = pop.X_train[idx]  # (R, Np, d)
-        if self.collective is not None:
-            Xp = self.collective.present_probes(Xp, m, rng)
-        z_all = logits(s.theta[m], Xp)  # (R, n, Np, o)
-        peers_r, route_r = peers[m, k], route[m, k]
-        n_named = peers_r.sum(-1)
-        single = route_r | (n_named == 1)
-        prefs = pop.pref[idx] if self.entry is None else self.entry.pref[m[:, None], idx]
-        intended = np.where(route_r[:, None], prefs, peers_r.argmax(-1)[:, None])
-        if noise:
-            if self.entry is None:
-                other = (intended + 1 + other_draw) % n
-            else:  # a random *active* other learner
-                noisy = rng.random(idx.shape) < cfg.probe_noise
-                other = self.entry.other_active(intended, m, rng)
-            intended = np.where(noisy & single[:, None], other, intended)
-        z = np.take_along_axis(z_all, intended[:, None, :, None], 1)[:, 0]
-        if not single.all():
-            masked = np.where(peers_r[:, :, None, None], z_all, np.nan)
-            med = np.nanmedian(masked[~single], axis=1)
-            z[~single] = med
-        s.probe_X[m, k] = Xp
-        s.probe_users[m, k] = idx
-        s.probe_peer[m, k] = np.where(single[:, None], intended, -1)
-        hard = cfg.probe_labels == "hard"
-        s.probe_T[m, k] = pop.family.pseudo_targets(z, hard, pop.T_train, idx)
-        s.probe_valid[m, k] = True
-        s.probe_version += 1
-        s.probe_queries[m, k] = np.where(single, Np, Np * n_named)
-
-    def _probe_draws(self, m: np.ndarray, n_train: int, noise: bool):
-        """Random numbers of R probe requests (rows ``m`` sorted by market): probed users
-        (R, N_probe), and with routing noise the noisy-query flags and the other-peer offsets.
-        A market with its own generator draws its requests' numbers in the same order as the
-        shared generator of a lone market does."""
-        R, n, Np = len(m), self.spec.n_learners, self.spec.probe_size
-        kappa = self.config.probe_noise
-        groups = [(self.rng, slice(0, R))]
-        if self.rngs is not None:
-            starts = np.flatnonzero(np.r_[True, m[1:] != m[:-1]]) if R else np.zeros(0, int)
-            ends = np.r_[starts[1:], R]
-            groups = [(self.rngs[m[a]], slice(a, b)) for a, b in zip(starts, ends)]
-        idx = np.empty((R, Np), np.int64)
-        noisy = np.empty((R, Np), bool) if noise else None
-        other = np.empty((R, Np), np.int64) if noise else None
-        for rng, rows in groups:
-            size = (rows.stop - rows.start, Np)
-            idx[rows] = rng.integers(n_train, size=size)
-            if noise:
-                noisy[rows] = rng.random(size) < kappa
-                other[rows] = rng.integers(n - 1, size=size)
-        return idx, noisy, other
 
     # ----------------------------------------------------------------- measurements
     def evaluate(self) -> None:
@@ -360,16 +298,15 @@ class MarketCore:
         if pop.test_stats is not None:  # a quadratic risk: from sufficient statistics
             s.global_loss = quadratic_risk(s.theta, pop.test_stats)
             s.global_accuracy = np.full(s.global_loss.shape, math.nan)
-            s.eval_step = s.step
-            return
-        z = logits(s.theta, pop.X_test)  # (M, n, N_test, o)
-        s.global_loss = pop.family.loss(z, pop.T_test).mean(-1)
-        if pop.family.is_classification:
-            s.global_accuracy = (pop.family.predict(z) == pop.y_test).mean(-1)
         else:
-            s.global_accuracy = np.full(s.global_loss.shape, math.nan)
-        if self.collective is not None:
-            self.collective.measure(s.theta, pop)
+            z = logits(s.theta, pop.X_test)  # (M, n, N_test, o)
+            s.global_loss = pop.family.loss(z, pop.T_test).mean(-1)
+            if pop.family.is_classification:
+                s.global_accuracy = (pop.family.predict(z) == pop.y_test).mean(-1)
+            else:
+                s.global_accuracy = np.full(s.global_loss.shape, math.nan)
+        for c in self.components:
+            c.evaluate(self)
         s.eval_step = s.step
 
     def padded_users(self, dtype=np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -388,7 +325,7 @@ class MarketCore:
         T = np.zeros((M * n * B, t), dtype)
         mask = np.zeros(M * n * B, dtype)
         bX, bT = s.batch_X.reshape(-1, d), s.batch_T.reshape(-1, t)
-        if self.behaviour is not None and self.behaviour.outside_until is not None:
+        if self.outside is not None:
             ok = (s.choice >= 0).ravel()  # unserved users are seen by no learner
             at, bX, bT = at[ok], bX[ok], bT[ok]
         X[at] = bX

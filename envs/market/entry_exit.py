@@ -29,7 +29,7 @@ After the batch of step t has chosen:
   uniformly random active one (``"uniform"``). A market keeps at least one learner: if every
   active learner would leave, the one with the largest share (lowest index on ties) stays.
 
-All randomness comes from the market's generator, and only when the feature is on.
+All randomness comes from each market's own generator, and only when the feature is on.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .component import Component
 from .config import MarketConfig, _int_at_least, _nonneg, _unit
 from .losses import logits
 
@@ -131,7 +132,7 @@ def _normalise_entries(cfg: MarketConfig) -> tuple[tuple[int, str, int | None], 
 
 
 # --------------------------------------------------------------------------- the dynamics
-class EntryExit:
+class EntryExit(Component):
     """Per-episode bookkeeping of who is active in each of M markets, and the entry/exit steps.
 
     Attributes (after ``reset``): ``active`` (M, n) bool; ``pref`` (M, N) each training
@@ -166,6 +167,7 @@ class EntryExit:
         self.events, self.step_events, self._pending = [], [], []
         self._next_manual = n0 + len(self.config.entries)
         self._masks = None
+        core.active, core.loyalty = self.active, self.pref
 
     def with_slots(self, theta: np.ndarray) -> np.ndarray:
         """Pad initial parameters (M, n_learners, o, d) with zero rows for the empty slots."""
@@ -188,10 +190,10 @@ class EntryExit:
             self._masks = (bool(self.active.all()), keep, off, self.active[:, :, None].copy())
         return self._masks
 
-    def mask_actions(self, actions: np.ndarray, n_params: int) -> np.ndarray:
+    def mask_actions(self, core: MarketCore, actions: np.ndarray) -> np.ndarray:
         """Actions (M, n, A) with inactive learners' rows switched off (no update, no probe)
         and every peer flag naming an inactive learner dropped; a new array if any is off."""
-        every, keep, off, _ = self._derived(actions.shape[-1], n_params)
+        every, keep, off, _ = self._derived(actions.shape[-1], core.spec.n_params)
         return actions if every else np.where(keep, actions, off)
 
     def exclude_inactive(self, L: np.ndarray) -> np.ndarray:
@@ -200,30 +202,6 @@ class EntryExit:
             return L if self.active.all() else np.where(self.active[:, :, None], L, np.inf)
         every, _, _, on = self._masks
         return L if every else np.where(on, L, np.inf)
-
-    def preferred(self, idx: np.ndarray) -> np.ndarray:
-        """Preferred learner (M, B) of the batch users ``idx`` (M, B) in each market."""
-        return np.take_along_axis(self.pref, idx, 1)
-
-    def uniform(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-        """A uniformly random active learner per user, shape (M, B)."""
-        n_active = self.active.sum(1)
-        r = (rng.random(shape) * n_active[:, None]).astype(np.intp)
-        order = np.argsort(~self.active, axis=1, kind="stable")  # active slots first
-        return np.take_along_axis(order, r, 1)
-
-    def other_active(
-        self, intended: np.ndarray, markets: np.ndarray, rng: np.random.Generator
-    ) -> np.ndarray:
-        """A uniformly random active learner other than ``intended`` (R, Np), for requests in
-        ``markets`` (R,); ``intended`` itself where it is the only active one."""
-        act = self.active[markets]  # (R, n)
-        a = act.sum(1)[:, None]
-        order = np.argsort(~act, axis=1, kind="stable")
-        rank = np.take_along_axis(np.cumsum(act, 1) - 1, intended, 1)
-        step = 1 + (rng.random(intended.shape) * np.maximum(a - 1, 1)).astype(np.intp)
-        other = np.take_along_axis(order, (rank + step) % a, 1)
-        return np.where(a > 1, other, intended)
 
     # ----------------------------------------------------------------- entry and exit
     def add_learner(self, kind: str = "clone", parent: int | None = None) -> int:
@@ -249,6 +227,12 @@ class EntryExit:
         self._pending.append((slot, kind, None if parent is None else int(parent)))
         return slot
 
+    def before_arrival(self, core: MarketCore) -> None:
+        self.enter(core)
+
+    def after_step(self, core: MarketCore) -> None:
+        self.leave(core)
+
     def enter(self, core: MarketCore) -> None:
         """Bring in the learners due at the current step (scheduled, then asked for)."""
         t = core.state.step
@@ -263,7 +247,7 @@ class EntryExit:
                 self._enter_one(core, m, slot, kind, parent)
 
     def _enter_one(self, core: MarketCore, m: int, slot: int, kind: str, parent: int | None):
-        cfg, s, rng = self.config, core.state, core.rng
+        cfg, s, rng = self.config, core.state, core.gens.market(m)
         if kind == "clone" and not self.active[m, parent]:
             self._event(s.step, m, "skip", slot, parent, 0)
             return
@@ -317,7 +301,8 @@ class EntryExit:
                 z = logits(s.theta[m, stays], pop.X_train[users])  # (n_active, U, o)
                 new = stays[pop.family.loss(z, pop.T_train[users]).argmin(0)]
             else:
-                new = stays[(core.rng.random(len(users)) * len(stays)).astype(np.intp)]
+                u = core.gens.market(m).random(len(users))
+                new = stays[(u * len(stays)).astype(np.intp)]
             moved_from = pref[users]
             pref[users] = new
         else:

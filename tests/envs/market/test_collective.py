@@ -256,12 +256,3 @@ def test_fixed_collective_bad_arguments():
         FixedCollective("plant", 5, n_learners=5)
     with pytest.raises(ValueError, match="label"):
         FixedCollective("plant", None, -1)
-
-
-def test_collective_rejects_other_market_extensions():
-    from choicemarket.envs import MarketConfig
-
-    with pytest.raises(ValueError, match="collective_fraction > 0 cannot be combined"):
-        MarketConfig(collective_fraction=0.1, collective_signal=((0, 1.0),), exit_share=0.05)
-    with pytest.raises(ValueError, match="collective_fraction > 0 cannot be combined"):
-        MarketConfig(collective_fraction=0.1, collective_signal=((0, 1.0),), choice_rule="logit")

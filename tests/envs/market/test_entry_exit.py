@@ -434,10 +434,3 @@ def test_many_markets_never_choose_or_prefer_an_absent_learner(rule):
     ]
     assert len(set(history)) > 1  # the markets went their own ways
     assert {e["market"] for e in core.entry.events if e["kind"] == "exit"} == {0, 1, 2}
-
-
-def test_entry_exit_rejects_richer_choice_rules():
-    with pytest.raises(ValueError, match="cannot be combined with choice_rule"):
-        MarketConfig(max_learners=6, choice_rule="logit")
-    with pytest.raises(ValueError, match="cannot be combined"):
-        MarketConfig(exit_share=0.05, outside_threshold=0.5)

@@ -147,7 +147,7 @@ def test_mw_groups_concentrate_on_their_best_learner(market):
         env.step(zero)
     core, pop = env.core, env.population
     risk = pop.family.loss(logits(core.state.theta[0], pop.X_train), pop.T_train[None])
-    alpha = core.behaviour.alpha[0]
+    alpha = core.choice_rule.alpha[0]
     for j in range(env.spec_info.n_learners):
         best = risk[:, pop.pref == j].mean(1).argmin()
         assert alpha[j].argmax() == best
@@ -166,7 +166,7 @@ def test_user_types_fixed_per_population_and_behave():
     )  # fmt: skip
     core = MarketCore(cfg, n_markets=2)
     s = core.reset(seed=0)
-    types = core.behaviour.user_type
+    types = core.choice_rule.user_type
     N = len(types)
     for name, frac in cfg.user_types.items():
         assert abs((types == ch.TYPE_CODES[name]).sum() - frac * N) <= 1
@@ -182,7 +182,7 @@ def test_user_types_fixed_per_population_and_behave():
     loyal_or_best = (s.choice[rule] == pref[rule]) | (s.choice[rule] == best[rule])
     assert loyal_or_best.all()
     s2 = core.reset(seed=99)  # another episode, same population: same types
-    np.testing.assert_array_equal(core.behaviour.user_type, types)
+    np.testing.assert_array_equal(core.choice_rule.user_type, types)
     assert not np.array_equal(s2.batch, s.batch)
 
 
@@ -240,7 +240,7 @@ def test_return_times_are_geometric(r):
     core = MarketCore(cfg, n_markets=5)
     s = core.reset(seed=1)
     rows = np.arange(5)[:, None]
-    gone = core.behaviour.outside_until[rows, s.batch]  # step 0 + G (one value per user)
+    gone = core.outside.outside_until[rows, s.batch]  # step 0 + G (one value per user)
     gone = np.concatenate([np.unique(np.c_[s.batch[m], gone[m]], axis=0)[:, 1] for m in range(5)])
     U = len(gone)
     assert U > 15_000
@@ -262,7 +262,7 @@ def test_departed_users_return_and_are_served_again():
         for _ in range(10):
             s = core.step(a)
             seen |= set(s.batch[0].tolist())
-        m = core.behaviour.outside_metrics(s.choice, s.batch)
+        m = core.outside.metrics(core)
         N = len(core.population.pref)
         expected = len(set(s.batch[0].tolist())) if r == 1.0 else len(seen)
         assert m["outside_fraction"][0] == pytest.approx(expected / N)
@@ -285,7 +285,7 @@ def test_outside_metrics_by_group_and_padded_users():
     zero = {a: np.zeros(env.action_space(a).shape, np.float32) for a in env.agents}
     for _ in range(10):
         _, _, _, _, infos = env.step(zero)
-    s, pop, beh = env.state_arrays, env.population, env.core.behaviour
+    s, pop, beh = env.state_arrays, env.population, env.core.outside
     unserved = s.choice[0] < 0
     assert 0 < unserved.sum() < 150
     i0 = infos["learner_0"]

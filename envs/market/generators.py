@@ -1,0 +1,76 @@
+"""Random numbers of M markets: one ``numpy.random.Generator`` shared by all, or one each.
+
+``reset(seed)`` gives every market one shared generator (a lone market: *the* generator);
+``reset(seeds=[...])`` gives market m its own generator seeded by ``seeds[m]``. Every
+component of a step draws through this object, market by market in the same order, so market
+m with its own seed s follows exactly the trajectory of a lone market reset with s.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+
+class MarketGenerators:
+    """The generators of M markets (see the module docstring)."""
+
+    def __init__(self, n_markets: int) -> None:
+        self.n_markets = n_markets
+        self.shared = np.random.default_rng()
+        self.per_market: list[np.random.Generator] | None = None
+        self.seeded = False
+
+    def reset(self, seed: int | None = None, seeds: Sequence[int] | None = None) -> None:
+        """A ``seed`` restarts the shared generator; ``None`` keeps the current one (Gymnasium's
+        convention); ``seeds`` (one integer >= 0 per market) gives each market its own."""
+        if seeds is not None:
+            seeds = list(seeds)
+            if len(seeds) != self.n_markets or not all(
+                isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0
+                for v in seeds
+            ):
+                raise ValueError(
+                    f"seeds must be {self.n_markets} integers >= 0 (one per market), got {seeds!r}"
+                )
+            self.per_market = [np.random.default_rng(int(v)) for v in seeds]
+            self.shared = self.per_market[0]
+        elif seed is not None or not self.seeded:
+            self.per_market = None
+            self.shared = np.random.default_rng(seed)
+        self.seeded = True
+
+    def market(self, m: int) -> np.random.Generator:
+        """Market ``m``'s generator."""
+        return self.shared if self.per_market is None else self.per_market[m]
+
+    def random(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Uniform draws of shape (M, *shape), market m's from its generator."""
+        if self.per_market is None:
+            return self.shared.random((self.n_markets, *shape))
+        out = np.empty((self.n_markets, *shape))
+        for m, r in enumerate(self.per_market):
+            r.random(out=out[m])
+        return out
+
+    def integers(self, high: int, shape: tuple[int, ...]) -> np.ndarray:
+        """Integers uniform on ``0..high-1`` of shape (M, *shape)."""
+        if self.per_market is None:
+            return self.shared.integers(high, size=(self.n_markets, *shape))
+        return np.stack([r.integers(high, size=shape) for r in self.per_market])
+
+    def by_market(self, markets: np.ndarray) -> Iterator[tuple[np.random.Generator, slice]]:
+        """For rows that belong to ``markets`` (sorted), each generator with its run of rows:
+        one shared generator takes every row at once, in the same order."""
+        R = len(markets)
+        if self.per_market is None:
+            yield self.shared, slice(0, R)
+            return
+        if R == 0:
+            return
+        starts = np.flatnonzero(np.r_[True, markets[1:] != markets[:-1]])
+        ends = np.r_[starts[1:], R]
+        for a, b in zip(starts.tolist(), ends.tolist()):
+            yield self.per_market[int(markets[a])], slice(a, b)

@@ -1,0 +1,136 @@
+"""Rewards, the evaluation cadence and the per-learner metrics of a market, defined once.
+
+The ParallelEnv's rewards and infos and the history rows of ``simulate`` all come from here:
+
+- reward for the action at step t, measured on the batch of step t+1: ``"local"``
+  ``-mean_{i in U_k} l(theta_k; x_i, y_i)``; ``"global"`` ``-R(theta_k)`` on the test users;
+  ``"share"`` ``|U_k| / B``; minus ``probe_cost`` per peer query;
+- evaluation (full-population risk) every ``eval_every`` steps, at the last step, and every
+  step under ``reward="global"``;
+- social cost ``sum_k |U_k| local_k / B``: the mean loss the batch's users get at the learners
+  they chose (users served by nobody add nothing).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .config import MarketConfig
+
+if TYPE_CHECKING:
+    from .core import MarketCore
+
+# the per-learner metrics of every info and history row, in column order
+METRICS = (
+    "global_loss",
+    "global_accuracy",
+    "gap",
+    "accuracy_gap",
+    "local_loss",
+    "share",
+    "users",
+    "probe_queries",
+    "social_cost",
+)
+# with an outside option (``outside_threshold``)
+OUTSIDE_METRICS = ("unserved_fraction", "outside_fraction", "group_unserved", "group_outside")
+# with a collective: per learner, and on the collective's own row
+COLLECTIVE_METRICS = ("planting_success", "erasing_success", "member_loss", "nonmember_loss")
+
+
+def evaluation_due(config: MarketConfig, step: int) -> bool:
+    """Whether the full-population figures are refreshed after ``step``."""
+    return config.reward == "global" or step >= config.max_steps or step % config.eval_every == 0
+
+
+def rewards(config: MarketConfig, core: MarketCore) -> np.ndarray:
+    """(M, n) reward of every learner for the action just applied."""
+    s = core.state
+    if config.reward == "local":
+        r = -s.local_loss
+    elif config.reward == "global":
+        r = -s.global_loss
+    else:
+        r = s.counts / s.batch.shape[1]
+    if config.probe_cost:
+        r = r - config.probe_cost * s.probe_queries
+    return r
+
+
+def learner_metrics(core: MarketCore, m: int) -> list[dict]:
+    """Market ``m``'s metrics, one dict per learner slot (``METRICS``, and the outside
+    option's and the collective's when the market has them)."""
+    s, pop = core.state, core.population
+    B = s.batch.shape[1]
+    gl, ga = s.global_loss[m].tolist(), s.global_accuracy[m].tolist()
+    ll, users = s.local_loss[m].tolist(), s.counts[m].tolist()
+    queries = s.probe_queries[m].tolist()
+    social = sum(v * c for v, c in zip(ll, users)) / B
+    bl, ba = pop.baseline_loss, pop.baseline_accuracy
+    out = [
+        {
+            "global_loss": gl[k],
+            "global_accuracy": ga[k],
+            "gap": gl[k] - bl,
+            "accuracy_gap": ba - ga[k],
+            "local_loss": ll[k],
+            "share": users[k] / B,
+            "users": users[k],
+            "probe_queries": queries[k],
+            "social_cost": social,
+        }
+        for k in range(len(ll))
+    ]
+    if core.outside is not None:
+        om = core.outside.metrics(core)
+        uf, of = float(om["unserved_fraction"][m]), float(om["outside_fraction"][m])
+        gu, go = om["group_unserved"][m].tolist(), om["group_outside"][m].tolist()
+        for k, row in enumerate(out):
+            row.update(
+                unserved_fraction=uf, outside_fraction=of, group_unserved=gu[k], group_outside=go[k]
+            )
+    if core.collective is not None:
+        c = core.collective
+        planting, erasing = c.planting[m].tolist(), c.erasing[m].tolist()
+        for k, row in enumerate(out):
+            row.update(planting_success=planting[k], erasing_success=erasing[k])
+    return out
+
+
+def history_rows(
+    core: MarketCore, seeds: list[int], returns: np.ndarray, collective_returns=None
+) -> list[list[dict]]:
+    """Every market's rows at the current step: one per learner present (``seed, step, agent,
+    learner, METRICS..., return``), and the collective's (learner -1) when there is one."""
+    s = core.state
+    out = []
+    for m, seed in enumerate(seeds):
+        rows = []
+        present = None if core.active is None else core.active[m]
+        ret = returns[m].tolist()
+        for k, metrics in enumerate(learner_metrics(core, m)):
+            if present is not None and not present[k]:
+                continue
+            row = {"seed": int(seed), "step": s.step, "agent": f"learner_{k}", "learner": k}
+            row.update(metrics)
+            planting = row.pop("planting_success", None)
+            erasing = row.pop("erasing_success", None)
+            row["return"] = ret[k]
+            if core.collective is not None:
+                row["planting_success"], row["erasing_success"] = planting, erasing
+                row["member_loss"] = row["nonmember_loss"] = math.nan
+            rows.append(row)
+        if core.collective is not None:
+            c = core.collective.info(m)
+            row = {"seed": int(seed), "step": s.step, "agent": "collective", "learner": -1}
+            row.update(dict.fromkeys(METRICS, math.nan))
+            row["return"] = float(collective_returns[m])
+            row["planting_success"] = float(np.mean(c["planting_success"]))
+            row["erasing_success"] = float(np.mean(c["erasing_success"]))
+            row["member_loss"], row["nonmember_loss"] = c["member_loss"], c["nonmember_loss"]
+            rows.append(row)
+        out.append(rows)
+    return out
