@@ -55,17 +55,6 @@ class MSGD:
         self.spec, self.eta, self.l2, self.schedule = spec, float(eta), float(l2), schedule
         self.p = 0.0
         self.rng = np.random.default_rng()
-        if type(self).__init__ is MSGD.__init__:
-            self._freeze()
-
-    def __setattr__(self, name: str, value) -> None:
-        # hyperparameters are fixed once built (batched plans are cached per policy object)
-        if name != "rng" and getattr(self, "_frozen", False):
-            raise AttributeError(f"{type(self).__name__} is immutable; build a new policy")
-        object.__setattr__(self, name, value)
-
-    def _freeze(self) -> None:
-        object.__setattr__(self, "_frozen", True)
 
     def reset(self, seed: int | None = None) -> None:
         """Seed the policy's generator (MSGD itself draws nothing)."""
@@ -157,7 +146,6 @@ class MSGDP(MSGD):
         else:
             self.peers = ()
         self.rng = np.random.default_rng(seed)
-        self._freeze()
 
     def probe_request(self, t: int) -> tuple[bool, tuple[int, ...], bool]:
         if self.p == 0:
@@ -185,14 +173,9 @@ def probe_rows(rng: np.random.Generator, n_valid: int, size: int) -> np.ndarray:
     return (rng.random(size) * n_valid).astype(np.intp)
 
 
-def mix_probe_gradient(g: np.ndarray, h: np.ndarray, p: float | np.ndarray) -> np.ndarray:
-    """MSGD-P's direction ``(g + p h) / (1 + p)`` from own-user and probe-batch gradients.
-
-    ``p`` is one weight or one per row (broadcasting); either way ``p`` and ``1 + p`` are
-    rounded to ``g``'s dtype, so one prober or several get the same arithmetic.
-    """
-    if np.ndim(p) == 0:  # a Python float is cast to g's dtype by numpy's scalar rules
-        return (g + p * h) / (1.0 + p)
+def mix_probe_gradient(g: np.ndarray, h: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """MSGD-P's direction ``(g + p h) / (1 + p)`` from own-user and probe-batch gradients,
+    ``p`` one weight per row (broadcasting), rounded to ``g``'s dtype as are ``1 + p``."""
     p = np.asarray(p, dtype=np.float64)
     return (g + p.astype(g.dtype) * h) / (1.0 + p).astype(g.dtype)
 
@@ -202,6 +185,39 @@ def gradient_step(
 ) -> np.ndarray:
     """The parameter update ``-eta (direction + lambda theta)`` (``neg_eta`` is ``-eta``)."""
     return (direction + l2 * theta) * neg_eta
+
+
+def msgd_update(
+    family,
+    theta: np.ndarray,
+    X: np.ndarray,
+    T: np.ndarray,
+    mask: np.ndarray,
+    probes: Sequence[tuple[int, np.ndarray, np.ndarray, float]],
+    l2: np.ndarray,
+    neg_eta: np.ndarray,
+) -> np.ndarray:
+    """The MSGD/MSGD-P update of K learners, the one implementation of Algorithms 1 and 2.
+
+    ``u_k = -eta_k (d_k + lambda_k theta_k)`` with ``d_k = g_k``, the mean gradient on the
+    learner's users (``X``, ``T``, ``mask``: (K, B, .)), or for a learner in ``probes`` (row
+    ``k``, probe-batch covariates (b, d) and targets (b, t), weight p) ``d_k = (g_k + p h_k) /
+    (1 + p)`` with ``h_k`` the mean gradient on its probe batch. ``l2`` and ``neg_eta``
+    broadcast against (K, o, d). Gradients are computed in ``X``'s dtype; probers with equal
+    batch sizes share one gradient call.
+    """
+    direction = mean_gradient(family, theta, X, T, mask)
+    by_size: dict[int, list] = {}
+    for probe in probes:
+        by_size.setdefault(len(probe[1]), []).append(probe)
+    for group in by_size.values():
+        rows = [k for k, _, _, _ in group]
+        PX = np.stack([px for _, px, _, _ in group]).astype(X.dtype, copy=False)
+        PT = np.stack([pt for _, _, pt, _ in group]).astype(X.dtype, copy=False)
+        h = mean_gradient(family, theta[rows], PX, PT)
+        p = np.array([w for _, _, _, w in group])[:, None, None]
+        direction[rows] = mix_probe_gradient(direction[rows], h, p)
+    return gradient_step(direction, theta, l2, neg_eta)
 
 
 def _real(v: object) -> bool:
@@ -227,8 +243,8 @@ def _learner_index(agent: int | str, n: int) -> int:
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """Per-tuple-of-policies constants of :func:`act_batch`."""
+class Plan:
+    """The constants of K MSGD/MSGD-P policies as arrays (see :func:`plan`)."""
 
     neg_eta: np.ndarray  # (K, 1, 1) minus the base step sizes
     inv_sqrt: np.ndarray | None  # (K,) bool, None if every schedule is constant
@@ -237,25 +253,16 @@ class _Plan:
     off: np.ndarray  # (K, A) actions with no update and every flag off
 
 
-_PLANS: dict[tuple, _Plan] = {}
-
-
-def _plan(policies: Sequence[MSGD]) -> _Plan:
-    key = tuple(policies)  # policies are immutable, and the key keeps them alive
-    plan = _PLANS.get(key)
-    if plan is None:
-        if len(_PLANS) >= 64:
-            _PLANS.pop(next(iter(_PLANS)))
-        inv = np.array([pol.schedule == "inv_sqrt" for pol in policies])
-        probers = tuple(i for i, pol in enumerate(policies) if pol.p > 0)
-        plan = _PLANS[key] = _Plan(
-            neg_eta=-np.array([pol.eta for pol in policies])[:, None, None],
-            inv_sqrt=inv if inv.any() else None,
-            l2=np.array([pol.l2 for pol in policies])[:, None, None],
-            probers=probers,
-            off=np.tile(policies[0].spec.actions.build(), (len(policies), 1)),
-        )
-    return plan
+def plan(policies: Sequence[MSGD]) -> Plan:
+    """Array constants of ``policies``; a loop over many steps builds it once."""
+    inv = np.array([pol.schedule == "inv_sqrt" for pol in policies])
+    return Plan(
+        neg_eta=-np.array([pol.eta for pol in policies])[:, None, None],
+        inv_sqrt=inv if inv.any() else None,
+        l2=np.array([pol.l2 for pol in policies])[:, None, None],
+        probers=tuple(i for i, pol in enumerate(policies) if pol.p > 0),
+        off=np.tile(policies[0].spec.actions.build(), (len(policies), 1)),
+    )
 
 
 def act_batch(
@@ -291,6 +298,7 @@ def act_arrays(
     probe_mask: Sequence[np.ndarray],
     steps: Sequence[float],
     active: np.ndarray | None = None,
+    constants: Plan | None = None,
 ) -> np.ndarray:
     """Actions (K, A) from arrays: ``theta`` (K, o, d), users ``X`` (K, B, d), ``T`` (K, B, t),
     ``mask`` (K, B), row k's probe set ``probe_X[k]`` (N_probe, d), ``probe_T[k]``,
@@ -299,40 +307,27 @@ def act_arrays(
     learners present when learners enter and leave: probe requests then name only active
     peers (a request left with none is dropped); ``None``: every learner is present.
 
-    Own-user gradients of all K learners are one batched :func:`mean_gradient` call, the
-    probers' probe-batch gradients a second one.
+    The update is :func:`msgd_update`; ``constants`` (:func:`plan` of ``policies``) may be
+    passed by a loop that calls this every step.
     """
     spec = policies[0].spec
-    family, layout = spec.family, spec.actions
-    plan = _plan(policies)
+    layout = spec.actions
+    constants = plan(policies) if constants is None else constants
     K, P = len(policies), layout.n_params
-    direction = mean_gradient(family, theta, X, T, mask)
-    rows, batches = [], []
-    for i in plan.probers:
+    probes = []
+    for i in constants.probers:
         b = policies[i].probe_batch(probe_mask[i])
         if b is not None:
-            rows.append(i)
-            batches.append(b)
-    if len(rows) == 1:  # the common case: one prober, plain views and a scalar weight
-        i, b, p = rows[0], batches[0], policies[rows[0]].p
-        PX, PT = probe_X[i].take(b, 0)[None], probe_T[i].take(b, 0)[None]
-        h = mean_gradient(family, theta[i : i + 1], PX, PT)[0]
-        direction[i] = mix_probe_gradient(direction[i], h, p)
-    elif rows:  # probe gradients of every prober with a probe set, in one call
-        PX = np.array([probe_X[i].take(b, 0) for i, b in zip(rows, batches)])
-        PT = np.array([probe_T[i].take(b, 0) for i, b in zip(rows, batches)])
-        h = mean_gradient(family, theta[rows], PX, PT)
-        p = np.array([policies[i].p for i in rows])[:, None, None]
-        direction[rows] = mix_probe_gradient(direction[rows], h, p)
-    neg_eta = plan.neg_eta
-    if plan.inv_sqrt is not None:
+            probes.append((i, probe_X[i].take(b, 0), probe_T[i].take(b, 0), policies[i].p))
+    neg_eta = constants.neg_eta
+    if constants.inv_sqrt is not None:
         t = np.asarray(steps, dtype=np.float64)
-        neg_eta = neg_eta / np.where(plan.inv_sqrt, np.sqrt(t + 1.0), 1.0)[:, None, None]
-    update = gradient_step(direction, theta, plan.l2, neg_eta)
-    actions = plan.off.copy()
+        neg_eta = neg_eta / np.where(constants.inv_sqrt, np.sqrt(t + 1.0), 1.0)[:, None, None]
+    update = msgd_update(spec.family, theta, X, T, mask, probes, constants.l2, neg_eta)
+    actions = constants.off.copy()
     bound = layout.max_update
     np.minimum(np.maximum(update.reshape(K, P), -bound), bound, out=actions[:, :P])
-    for i in plan.probers:
+    for i in constants.probers:
         probe, peers, route = policies[i].probe_request(int(steps[i]))
         if probe and active is not None:
             on = np.asarray(active)

@@ -59,7 +59,7 @@ def child(steps: int, eval_every: int, trace: bool) -> dict:
 
     from choicemarket.baselines import MSGD, MSGDP
     from choicemarket.envs import MarketConfig, MarketCore
-    from choicemarket.experiments.engine import run_markets
+    from choicemarket.experiments.runner import run_markets
 
     cfg = MarketConfig(**MARKET, max_steps=steps, eval_every=eval_every)
     spec = MarketCore(cfg).spec

@@ -111,6 +111,7 @@ from pettingzoo.utils.conversions import parallel_to_aec
 from .market import collective as _collective
 from .market.config import MarketConfig
 from .market.core import MarketCore
+from .market.entry_exit import agent_event
 from .market.metrics import learner_metrics
 
 __all__ = ["env", "parallel_env", "raw_env"]
@@ -140,7 +141,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             self._collective_space = _collective.observation_space(spec, self.config.max_steps)
         self._action_space = spec.actions.space()
         self._observation_space = self._make_observation_space()
-        self._probe_cache: tuple = (None,)
+        self._probe_cache: dict = {}
         self._off_rows: np.ndarray | None = None  # 'off' actions of every slot
 
     # ----------------------------------------------------------------- spaces
@@ -189,7 +190,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
     def reset(self, seed: int | None = None, options: dict | None = None):
         """Start an episode; ``seed`` seeds the market's one ``numpy.random.Generator``."""
         self.core.reset(seed)
-        self._probe_cache = (None,)  # the cache holds per-episode arrays
+        self._probe_cache = {}  # the cache holds per-episode arrays
         self.agents = list(self.possible_agents)
         if self.core.entry is not None:  # learners entering and leaving: the active ones
             self.agents = [a for a, on in zip(self.possible_agents, self.active_mask) if on]
@@ -283,46 +284,16 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         """Entries and exits so far this episode (``{step, kind, agent, parent, users}``)."""
         if self.core.entry is None:
             return []
-        return [_agent_event(e) for e in self.core.entry.events if e["market"] == 0]
+        return [agent_event(e) for e in self.core.entry.events if e["market"] == 0]
 
     def _observations(self) -> dict:
-        core, s = self.core, self.core.state
-        f32 = np.float32
-        X, T, mask = core.padded_users(f32)
-        params = s.theta[0].reshape(len(self._index), -1).astype(f32)
-        if self._probe_cache[0] != s.probe_version:
-            # probe responses change rarely: reuse read-only float32 copies until they do
-            pX, pT = s.probe_X[0].astype(f32), s.probe_T[0].astype(f32)
-            pmask = np.repeat(s.probe_valid[0].astype(f32)[:, None], pX.shape[1], 1)
-            for a in (pX, pT, pmask):
-                a.flags.writeable = False
-            self._probe_cache = (s.probe_version, list(pX), list(pT), list(pmask))
-        _, pX, pT, pmask = self._probe_cache
-        stats = np.empty((2, len(self._index), 1), f32)
-        stats[0, :, 0] = s.counts[0] / s.batch.shape[1]
-        stats[1, :, 0] = s.local_loss[0]
-        share, local = list(stats[0]), list(stats[1])
-        step = np.array([s.step], f32)
-        parts = zip(params, X[0], T[0], mask[0], pX, pT, pmask, share, local)
-        obs = {
-            a: {
-                "params": p,
-                "covariates": x,
-                "targets": t,
-                "mask": m,
-                "probe_covariates": px,
-                "probe_targets": pt,
-                "probe_mask": pm,
-                "share": sh,
-                "local_loss": ll,
-                "step": step,
-            }
-            for a, (p, x, t, m, px, pt, pm, sh, ll) in zip(self.possible_agents, parts)
-            if a in self.agents
-        }
+        core = self.core
+        obs = learner_observations(core, 0, self._probe_cache)
+        out = {a: o for a, o in zip(self.possible_agents, obs) if a in self.agents}
         if self.collective is not None and self.agents:
-            obs[_collective.COLLECTIVE] = _collective.observation(self.collective, s.counts, s.step)
-        return obs
+            s = core.state
+            out[_collective.COLLECTIVE] = _collective.observation(self.collective, s.counts, s.step)
+        return out
 
     def _infos(self) -> dict:
         """Per-agent info dicts (``metrics.learner_metrics`` of this market, with the
@@ -332,7 +303,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         extra = {"baseline_loss": pop.baseline_loss, "baseline_accuracy": pop.baseline_accuracy}
         if core.entry is not None:  # learners entering and leaving
             extra["active_learners"] = int(core.entry.active[0].sum())
-            extra["events"] = [_agent_event(e) for e in core.entry.step_events]
+            extra["events"] = [agent_event(e) for e in core.entry.step_events]
         infos = {}
         for k, a in enumerate(self._index):
             if a not in self.agents:
@@ -395,16 +366,42 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         return self.core.population
 
 
-def _agent_event(e: dict) -> dict:
-    """An entry/exit event with agent names: ``{step, kind, agent, parent, users}``."""
-    parent = None if e["parent"] is None else f"learner_{e['parent']}"
-    return dict(
-        step=e["step"],
-        kind=e["kind"],
-        agent=f"learner_{e['learner']}",
-        parent=parent,
-        users=e["users"],
-    )
+def learner_observations(core: MarketCore, m: int = 0, cache: dict | None = None) -> list[dict]:
+    """Every learner slot's observation in market ``m`` (float32 arrays; see the module
+    docstring). ``cache`` keeps read-only float32 copies of the probe responses between calls
+    until they change."""
+    s, f32 = core.state, np.float32
+    X, T, mask = core.padded_users(f32)  # all markets: the batched view is one gather
+    n = s.theta.shape[1]
+    params = s.theta[m].reshape(n, -1).astype(f32)
+    cache = {} if cache is None else cache
+    if cache.get("version") != (m, s.probe_version):
+        # probe responses change rarely: reuse read-only float32 copies until they do
+        pX, pT = s.probe_X[m].astype(f32), s.probe_T[m].astype(f32)
+        pmask = np.repeat(s.probe_valid[m].astype(f32)[:, None], pX.shape[1], 1)
+        for a in (pX, pT, pmask):
+            a.flags.writeable = False
+        cache.update(version=(m, s.probe_version), arrays=(list(pX), list(pT), list(pmask)))
+    pX, pT, pmask = cache["arrays"]
+    stats = np.empty((2, n, 1), f32)
+    stats[0, :, 0] = s.counts[m] / s.batch.shape[1]
+    stats[1, :, 0] = s.local_loss[m]
+    step = np.array([s.step], f32)
+    return [
+        {
+            "params": params[k],
+            "covariates": X[m, k],
+            "targets": T[m, k],
+            "mask": mask[m, k],
+            "probe_covariates": pX[k],
+            "probe_targets": pT[k],
+            "probe_mask": pmask[k],
+            "share": stats[0, k],
+            "local_loss": stats[1, k],
+            "step": step,
+        }
+        for k in range(n)
+    ]
 
 
 def _acc(acc: float) -> str:

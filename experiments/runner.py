@@ -1,4 +1,13 @@
-"""``simulate``: play policies in a market and record per-learner metrics at evaluation points."""
+"""``simulate`` and ``run_markets``: the one episode loop, over 1..M markets of the batched core.
+
+Each step every learner's policy acts (MSGD/MSGD-P policies of all M markets together, as
+arrays, through :func:`~choicemarket.baselines.msgd.act_arrays`; any other policy on its own
+observation), the collective's policy acts if the market has one, and
+:meth:`MarketCore.advance <choicemarket.envs.market.core.MarketCore.advance>` steps every market
+with the evaluation cadence and rewards of :mod:`choicemarket.envs.market.metrics`. At every
+evaluation the rows of :func:`~choicemarket.envs.market.metrics.history_rows` are recorded.
+Market m with seed s gives exactly what it gives alone, whatever M.
+"""
 
 from __future__ import annotations
 
@@ -7,37 +16,50 @@ import io
 import json
 import math
 import os
-import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from choicemarket.baselines import MSGD, FixedCollective, act_all
-from choicemarket.envs.market.collective import COLLECTIVE
-from choicemarket.envs.market.spec import MarketSpec
-from choicemarket.envs.market_v0 import raw_env
-
-METRICS = (
-    "global_loss",
-    "global_accuracy",
-    "gap",
-    "accuracy_gap",
-    "local_loss",
-    "share",
-    "users",
-    "probe_queries",
-    "social_cost",
+from choicemarket.baselines import MSGD, FixedCollective
+from choicemarket.baselines.msgd import act_arrays, plan
+from choicemarket.baselines.seeding import policy_seed
+from choicemarket.envs.data.atomic import atomic_write
+from choicemarket.envs.market import collective as _collective
+from choicemarket.envs.market.config import MarketConfig
+from choicemarket.envs.market.core import MarketCore
+from choicemarket.envs.market.entry_exit import agent_event
+from choicemarket.envs.market.entry_exit import is_enabled as entry_enabled
+from choicemarket.envs.market.metrics import (
+    COLLECTIVE_METRICS,
+    METRICS,
+    OUTSIDE_METRICS,
+    history_rows,
 )
-# recorded too when the market has an outside option (``outside_threshold``)
-OUTSIDE_METRICS = ("unserved_fraction", "outside_fraction", "group_unserved", "group_outside")
+from choicemarket.envs.market.spec import MarketSpec
+from choicemarket.envs.market_v0 import learner_observations
+
+__all__ = [
+    "COLLECTIVE_METRICS",
+    "COLUMNS",
+    "METRICS",
+    "OUTSIDE_METRICS",
+    "History",
+    "MarketRun",
+    "atomic_write",
+    "mean_se",
+    "run_markets",
+    "simulate",
+]
+
 COLUMNS = ("seed", "step", "agent", "learner", *METRICS, "return")
-# extra columns when the market has a collective (its own row has learner -1)
-COLLECTIVE_METRICS = ("planting_success", "erasing_success", "member_loss", "nonmember_loss")
+COLLECTIVE = _collective.COLLECTIVE
+MAX_BATCH = 64  # markets advanced together: beyond this the arrays outgrow the caches
 
 PolicyFactory = Callable[[MarketSpec, int], Any]
+_F32 = np.float32
 
 
 @dataclass
@@ -102,58 +124,185 @@ def _json_value(v: Any) -> Any:
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
-def _file_mode() -> int:
-    """0666 less the process umask, the mode ``open`` would give a new file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+@dataclass
+class MarketRun:
+    """What one market produced: rows at evaluation points (as ``History.rows`` for one
+    seed), the baseline, parameter snapshots ``{step: theta list}`` and entry/exit events."""
+
+    seed: int
+    rows: list[dict]
+    baseline: dict
+    snapshots: dict[int, list] = field(default_factory=dict)
+    events: list[dict] = field(default_factory=list)
 
 
-_FILE_MODE = _file_mode()
+def run_markets(
+    config: MarketConfig | Mapping[str, Any],
+    policies: Sequence[Sequence[Any]],
+    seeds: Sequence[int],
+    progress: Callable[[int], None] | None = None,
+    snapshot_every: int | None = None,
+    collective_policies: Sequence[Any] | None = None,
+) -> list[MarketRun]:
+    """Run ``len(seeds)`` markets of ``config`` together, market m with environment seed
+    ``seeds[m]`` and learner k playing ``policies[m][k]`` (reset with
+    :func:`~choicemarket.baselines.seeding.policy_seed`).
+
+    Policies of different markets must be distinct objects (each draws from its own
+    generator). With a collective (``collective_fraction > 0``) ``collective_policies[m]`` acts
+    for market m's collective. ``progress`` is called with the number of market-steps done
+    after each step; ``snapshot_every`` records every market's parameters that often.
+    """
+    cfg = config if isinstance(config, MarketConfig) else MarketConfig.from_kwargs(**config)
+    seeds = [int(s) for s in seeds]
+    M = len(seeds)
+    if M == 0:
+        return []
+    core = MarketCore(cfg, n_markets=M)
+    spec, layout = core.spec, core.spec.actions
+    n, o, d, Np = spec.n_learners, spec.n_outputs, spec.n_features, spec.probe_size
+    if len(policies) != M or any(len(p) != n for p in policies):
+        raise ValueError(
+            f"policies must hold one list per market ({M}) with one policy per learner ({n})"
+        )
+    flat = [pol for market in policies for pol in market]
+    for pol in flat:
+        if not isinstance(pol, MSGD) and not callable(getattr(pol, "act", None)):
+            raise ValueError(
+                "each policy must be MSGD/MSGD-P or have act(observation) -> action, "
+                f"got {type(pol).__name__}"
+            )
+    if M > 1 and len({id(p) for p in flat}) != len(flat):
+        raise ValueError("policies must be distinct objects: each draws from its own generator")
+    coll = core.collective
+    if coll is not None:
+        if collective_policies is None or len(collective_policies) != M:
+            raise ValueError(f"a market with a collective needs {M} collective policies")
+    K = M * n
+    is_msgd = np.array([isinstance(p, MSGD) for p in flat])
+    for m, seed in enumerate(seeds):
+        for k, pol in enumerate(policies[m]):
+            _reset_policy(pol, policy_seed(seed, k))
+        if coll is not None:
+            _reset_policy(collective_policies[m], policy_seed(seed, n))
+    s = core.reset(seeds=seeds)
+    pop = core.population
+    baseline = {"loss": pop.baseline_loss, "accuracy": _json_value(pop.baseline_accuracy)}
+    rows: list[list[dict]] = [[] for _ in range(M)]
+    snaps: list[dict[int, list]] = [{} for _ in range(M)]
+    returns = np.zeros((M, n))
+    coll_returns = np.zeros(M)
+    _extend(rows, history_rows(core, seeds, returns, coll_returns))
+    _snapshot(snaps, s, snapshot_every)
+    off = np.tile(layout.build(), (K, 1))
+    low, high = layout._bounds
+    all_msgd = bool(is_msgd.all())
+    full_plan = plan(flat) if all_msgd else None
+    caches: list[dict] = [{} for _ in range(M)]
+    for _ in range(cfg.max_steps):
+        t = s.step
+        acting = None if core.active is None else core.active.reshape(K)
+        actions = off.copy()
+        rows_msgd = np.flatnonzero(is_msgd if acting is None else is_msgd & acting)
+        if len(rows_msgd):
+            X, T, mask = (a.reshape(K, *a.shape[2:]) for a in core.padded_users(_F32))
+            theta32 = s.theta.reshape(K, o, d).astype(_F32)
+            pX, pT = s.probe_X.reshape(K, Np, d), s.probe_T.reshape(K, Np, -1)
+            valid = np.broadcast_to(s.probe_valid.reshape(K, 1), (K, Np))
+            steps = np.full(K, t)
+            present = None if acting is None else np.repeat(core.active, n, 0)
+            if all_msgd and acting is None:
+                actions[:] = act_arrays(
+                    flat, theta32, X, T, mask, pX, pT, valid, steps, None, full_plan
+                )
+            else:
+                r = rows_msgd
+                pols = [flat[i] for i in r]
+                actions[r] = act_arrays(
+                    pols,
+                    theta32[r],
+                    X[r],
+                    T[r],
+                    mask[r],
+                    pX[r],
+                    pT[r],
+                    valid[r],
+                    steps[r],
+                    None if present is None else present[r],
+                )
+        rows_other = np.flatnonzero(~is_msgd if acting is None else ~is_msgd & acting)
+        if len(rows_other):  # policies that act on observations, market by market
+            for m in np.unique(rows_other // n).tolist():
+                obs = learner_observations(core, m, caches[m])
+                ks = [int(i) % n for i in rows_other if i // n == m]
+                given = [flat[m * n + k].act(obs[k]) for k in ks]
+                names = (f"actions['learner_{k}'] of market {m}" for k in ks)
+                actions[[m * n + k for k in ks]] = layout.validate_many(given, names)
+        coll_actions = None
+        if coll is not None:
+            coll_actions = np.stack(
+                [
+                    coll.validate(
+                        collective_policies[m].act(
+                            _collective.observation(coll, s.counts, s.step, m)
+                        ),
+                        f"the collective's action in market {m}",
+                    )
+                    for m in range(M)
+                ]
+            )
+        a64 = actions.astype(np.float64)
+        np.minimum(np.maximum(a64, low, out=a64), high, out=a64)
+        reward, evaluated = core.advance(a64.reshape(M, n, -1), coll_actions)
+        if core.entry is None:
+            returns += reward
+        else:  # learners present at this step (entrants and leavers included)
+            returns += np.where(core.entry.reported(), reward, 0.0)
+        if coll is not None:
+            coll_returns += coll.reward()
+        if evaluated:
+            _extend(rows, history_rows(core, seeds, returns, coll_returns))
+        if snapshot_every and s.step % snapshot_every == 0:
+            _snapshot(snaps, s, snapshot_every)
+        if progress is not None:
+            progress(M)
+    events: list[list[dict]] = [[] for _ in range(M)]
+    if core.entry is not None:
+        for e in core.entry.events:
+            events[e["market"]].append(agent_event(e))
+    return [MarketRun(seeds[m], rows[m], baseline, snaps[m], events[m]) for m in range(M)]
 
 
-def atomic_write(path: str | os.PathLike, content: str | bytes) -> Path:
-    """Write ``content`` to ``path`` through a temporary file and a rename: readers never see
-    a half-written file and a crash leaves any previous file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    data = content.encode() if isinstance(content, str) else content
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600 files; results get the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def _reset_policy(policy: Any, seed: int) -> None:
+    reset = getattr(policy, "reset", None)
+    if reset is not None:  # stateless policies need not define reset
+        reset(int(seed))
 
 
-def _policies_for(
-    env: raw_env, policies: Mapping[str, Any] | PolicyFactory | None
-) -> dict[str, Any]:
-    pols = _learner_policies_for(env, policies)
-    if env.collective is not None:  # a scripted planting collective unless one is given
-        given = policies.get(COLLECTIVE) if isinstance(policies, Mapping) else None
-        pols[COLLECTIVE] = given or FixedCollective(n_learners=env.spec_info.n_learners)
-    return pols
+def _extend(rows: list[list[dict]], new: list[list[dict]]) -> None:
+    for mine, more in zip(rows, new):
+        mine.extend(more)
 
 
-def _learner_policies_for(
-    env: raw_env, policies: Mapping[str, Any] | PolicyFactory | None
-) -> dict[str, Any]:
-    learners = [a for a in env.possible_agents if a != COLLECTIVE]
+def _snapshot(snaps: list[dict], s, every: int | None) -> None:
+    if every:
+        for m, theta in enumerate(s.theta):
+            snaps[m][s.step] = theta.tolist()
+
+
+def _learner_policies(
+    spec: MarketSpec, agents: list[str], policies: Mapping[str, Any] | PolicyFactory | None
+) -> tuple[list[Any], bool]:
+    """Learner policies of one episode, and whether they are the caller's own objects (to be
+    reused episode after episode) rather than new ones."""
     if policies is None:
-        return {a: MSGD(env.spec_info) for a in learners}
+        return [MSGD(spec) for _ in agents], False
     if callable(policies) and not isinstance(policies, Mapping):
-        return {a: policies(env.spec_info, k) for k, a in enumerate(learners)}
-    unknown = sorted(set(policies) - set(env.possible_agents))
+        return [policies(spec, k) for k in range(len(agents))], False
+    unknown = sorted(set(policies) - {*agents, COLLECTIVE})
     if unknown:
-        raise ValueError(f"policies name unknown agents {unknown}; agents: {env.possible_agents}")
-    return {a: policies.get(a) or MSGD(env.spec_info) for a in learners}
+        raise ValueError(f"policies name unknown agents {unknown}; agents: {agents}")
+    return [policies.get(a) or MSGD(spec) for a in agents], True
 
 
 def simulate(
@@ -162,6 +311,8 @@ def simulate(
     seeds: Iterable[int] = (0,),
     progress: Callable[[int], None] | None = None,
     out: str | os.PathLike | None = None,
+    snapshot_every: int | None = None,
+    max_batch: int = MAX_BATCH,
     **market_kwargs: Any,
 ) -> History:
     """Run one episode per seed and record every learner at each evaluation point.
@@ -175,11 +326,16 @@ def simulate(
             usual). Its rows have ``learner = -1`` and extra columns ``COLLECTIVE_METRICS``.
         seeds: the environment seed of each episode; policy ``k`` is reset with
             ``SeedSequence([seed, k])``.
-        progress: called with the number of steps done after each step (e.g. a tqdm update).
+        progress: called with the number of market-steps done after each step.
         out: a ``.json`` or ``.csv`` path; the history so far is written there (atomically)
-            after every finished episode, so an interrupted sweep keeps what it completed.
+            after every finished batch of episodes, so an interrupted run keeps what it
+            completed.
+        snapshot_every: record every learner's parameters that often (``meta["snapshots"]``,
+            ``{seed: {step: theta}}``).
+        max_batch: episodes advanced together (a factory gives each its own policies; the
+            objects of a ``{agent: policy}`` mapping play one episode after another).
 
-    When learners may enter and leave, policies act only for the agents present (MSGD-P
+    When learners may enter and leave, policies act only for the learners present (MSGD-P
     naming only present peers), rows cover the learners present at each evaluation point, and
     ``meta["events"]`` lists every entry and exit with its seed.
 
@@ -187,72 +343,40 @@ def simulate(
         A :class:`History`.
     """
     kwargs = {**(config or {}), **market_kwargs}
-    env = raw_env(**kwargs)
-    pols = _policies_for(env, policies)
-    history = History(
-        meta={
-            "config": env.config.to_dict(),
-            "policies": {a: getattr(p, "describe", lambda p=p: repr(p))() for a, p in pols.items()},
-        }
-    )
-    for seed in seeds:
-        obs, infos = env.reset(seed=int(seed))
-        for k, a in enumerate(env.possible_agents):
-            child = np.random.SeedSequence([int(seed), k]).generate_state(1)[0]
-            reset = getattr(pols[a], "reset", None)
-            if reset is not None:  # stateless policies need not define reset
-                reset(int(child))
-        pop = env.population
-        history.meta.setdefault(
-            "baseline",
-            {"loss": pop.baseline_loss, "accuracy": _json_value(pop.baseline_accuracy)},
-        )
-        returns = dict.fromkeys(env.possible_agents, 0.0)
-        _record(history, seed, 0, infos, returns)
-        step = 0
-        open_market = env.core.entry is not None  # learners may enter and leave
-        while env.agents:
-            if open_market:  # act for the learners present; probe only those
-                obs = {a: obs[a] for a in env.agents}
-                actions = act_all(pols, obs, env.active_mask)
-            else:
-                actions = act_all(pols, obs)
-            obs, rewards, _, _, infos = env.step(actions)
-            step += 1
-            for a, r in rewards.items():
-                returns[a] += r
-            if infos and next(iter(infos.values()))["eval_step"] == step:
-                _record(history, seed, step, infos, returns)
-            if progress is not None:
-                progress(1)
-        if open_market:
-            events = history.meta.setdefault("events", [])
-            events.extend({"seed": int(seed), **e} for e in env.events)
+    cfg = MarketConfig.from_kwargs(**kwargs)
+    spec = MarketCore(cfg).spec
+    agents = [f"learner_{k}" for k in range(spec.n_learners)]
+    seeds = [int(s) for s in seeds]
+    _, shared = _learner_policies(spec, agents, policies)
+    batch = 1 if shared else max(1, int(max_batch))
+    history = History(meta={"config": cfg.to_dict()})
+    for start in range(0, len(seeds), batch):
+        chunk = seeds[start : start + batch]
+        learner_pols, coll_pols = [], []
+        for _ in chunk:
+            pols, _ = _learner_policies(spec, agents, policies)
+            learner_pols.append(pols)
+            if cfg.collective_fraction:  # a scripted planting collective unless one is given
+                given = policies.get(COLLECTIVE) if isinstance(policies, Mapping) else None
+                coll_pols.append(given or FixedCollective(n_learners=spec.n_learners))
+        if "policies" not in history.meta:
+            described = dict(zip(agents, learner_pols[0]))
+            if coll_pols:
+                described[COLLECTIVE] = coll_pols[0]
+            history.meta["policies"] = {
+                a: getattr(p, "describe", lambda p=p: repr(p))() for a, p in described.items()
+            }
+        runs = run_markets(cfg, learner_pols, chunk, progress, snapshot_every, coll_pols or None)
+        for run in runs:
+            history.meta.setdefault("baseline", run.baseline)
+            history.rows.extend(run.rows)
+            if entry_enabled(cfg):
+                events = history.meta.setdefault("events", [])
+                events.extend({"seed": run.seed, **e} for e in run.events)
+            if snapshot_every:
+                history.meta.setdefault("snapshots", {})[str(run.seed)] = {
+                    str(k): v for k, v in run.snapshots.items()
+                }
         if out is not None:
             history.save(out)
     return history
-
-
-def _record(history: History, seed: int, step: int, infos: dict, returns: dict) -> None:
-    c = infos.get(COLLECTIVE)
-    for a, info in infos.items():
-        if a == COLLECTIVE:
-            continue
-        k = int(a.rsplit("_", 1)[1])
-        row = {"seed": int(seed), "step": step, "agent": a, "learner": k}
-        row.update({m: info[m] for m in METRICS})
-        row.update({m: info[m] for m in OUTSIDE_METRICS if m in info})
-        row["return"] = returns[a]
-        if c is not None:
-            row["planting_success"] = c["planting_success"][k]
-            row["erasing_success"] = c["erasing_success"][k]
-            row["member_loss"] = row["nonmember_loss"] = math.nan
-        history.rows.append(row)
-    if c is not None:
-        row = {"seed": int(seed), "step": step, "agent": COLLECTIVE, "learner": -1}
-        row.update(dict.fromkeys(METRICS, math.nan))
-        row["return"] = returns[COLLECTIVE]
-        row["planting_success"] = float(np.mean(c["planting_success"]))
-        row["erasing_success"] = float(np.mean(c["erasing_success"]))
-        row["member_loss"], row["nonmember_loss"] = c["member_loss"], c["nonmember_loss"]
-        history.rows.append(row)

@@ -17,14 +17,13 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
+from choicemarket.baselines import FixedCollective
 from choicemarket.envs.market.config import MarketConfig
 from choicemarket.envs.market.core import MarketCore
-from choicemarket.experiments.engine import run_markets
 from choicemarket.experiments.experiment import Experiment, Run, build_policies
-from choicemarket.experiments.runner import _json_value, atomic_write, simulate
+from choicemarket.experiments.runner import _json_value, atomic_write, run_markets
 
 BACKENDS = ("process", "ray")
 MAX_BATCH = 64  # markets per chunk: beyond this the arrays outgrow the caches
@@ -84,15 +83,10 @@ def _run_chunk(market: dict, runs: list[Run], snapshot_every: int | None, progre
         who = _probers_of(run)
         probers.append(who)
         pols.append(build_policies(spec, run.policy, who))
-    if core.behaviour is None and core.entry is None and core.collective is None:
-        results = run_markets(cfg, pols, [r.seed for r in runs], progress, snapshot_every)
-    else:  # richer choice rules, entry/exit or a collective: one market at a time
-        if snapshot_every:
-            raise ValueError(
-                "output.snapshot_every needs the batched engine, which runs the default market "
-                "only (no richer choice rules, entry/exit or collective)"
-            )
-        results = [_simulated(cfg, p, r.seed, progress) for p, r in zip(pols, runs)]
+    collective = None
+    if cfg.collective_fraction:  # the scripted planting collective, as simulate plays it
+        collective = [FixedCollective(n_learners=spec.n_learners) for _ in runs]
+    results = run_markets(cfg, pols, [r.seed for r in runs], progress, snapshot_every, collective)
     out = []
     for run, res, who in zip(runs, results, probers):
         payload = {
@@ -109,14 +103,6 @@ def _run_chunk(market: dict, runs: list[Run], snapshot_every: int | None, progre
             payload["snapshots"] = {str(k): v for k, v in res.snapshots.items()}
         out.append(payload)
     return out
-
-
-def _simulated(cfg: MarketConfig, policies: list, seed: int, progress) -> SimpleNamespace:
-    """One market through the environment API (``simulate``), as a run result."""
-    h = simulate(cfg.to_dict(), policies=lambda spec, k: policies[k], seeds=[seed])
-    if progress is not None:
-        progress(cfg.max_steps)
-    return SimpleNamespace(baseline=h.meta["baseline"], rows=h.rows, snapshots={})
 
 
 def _done(path: Path, run: Run) -> bool:

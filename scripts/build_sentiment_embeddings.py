@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from choicemarket.envs.data.atomic import atomic_write
 from choicemarket.envs.data.embeddings import ENCODERS, get_encoder
 from choicemarket.envs.data.uci_sentiment import (
     EMBEDDINGS_FILE,
@@ -27,7 +28,6 @@ from choicemarket.envs.data.uci_sentiment import (
     read_raw_sentences,
     sentences_tsv,
 )
-from choicemarket.experiments.runner import atomic_write
 
 
 def timed_encode(name: str, sentences: list[str], batch_size: int) -> np.ndarray:

@@ -25,6 +25,7 @@ import numpy as np
 
 from choicemarket.baselines import MSGD, act_all
 from choicemarket.baselines.msgd import _learner_index
+from choicemarket.baselines.seeding import policy_seed
 from choicemarket.envs.market.spec import MarketSpec
 from choicemarket.envs.market_v0 import raw_env
 
@@ -83,7 +84,7 @@ class SingleLearner(gym.Env):
     # ----------------------------------------------------------------- seeding
     def policy_seed(self, k: int) -> int:
         """The seed learner ``k``'s policy gets for the current episode."""
-        return episode_policy_seed(self._base_seed, k, self._unseeded_episodes)
+        return policy_seed(self._base_seed, k, self._unseeded_episodes)
 
     # ----------------------------------------------------------------- API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -123,14 +124,6 @@ class SingleLearner(gym.Env):
     def observations(self) -> dict:
         """Every learner's latest observation (the ego's is the one returned)."""
         return self._observations
-
-
-def episode_policy_seed(seed: int, k: int, unseeded_episodes: int = 0) -> int:
-    """Seed of learner ``k``'s policy: from ``SeedSequence([seed, k])`` after ``reset(seed)``
-    (as :func:`choicemarket.simulate`), ``SeedSequence([seed, k, e])`` in the e-th unseeded
-    episode after it."""
-    entropy = [seed, k] if unseeded_episodes == 0 else [seed, k, unseeded_episodes]
-    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def _opponents(market: raw_env, ego: int, opponents: OpponentsArg) -> dict[str, Any]:

@@ -19,7 +19,7 @@ The agent picks four numbers in ``[-1, 1]`` each step (``Box(-1, 1, (4,), float3
 The update is MSGD-P's: ``theta <- theta - m eta_t ((g + p h) / (1 + p) + lambda theta)``, ``g``
 the mean gradient on the learner's users, ``h`` the mean gradient on ``probe_batch_size``
 points resampled from the held probe response (``g`` alone while none is held or p = 0),
-computed with the functions :class:`~choicemarket.baselines.MSGDP` uses. With ``a0 = 0``,
+computed by :func:`~choicemarket.baselines.msgd.msgd_update`, MSGD-P's own update. With ``a0 = 0``,
 ``a1`` giving MSGD-P's ``p`` and the same probe requests, the trajectory is MSGD-P's bit for
 bit (same seed). Use :meth:`StrategyKnobs.encode` to build knobs from these quantities.
 """
@@ -34,15 +34,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from choicemarket.baselines.msgd import (
-    SCHEDULES,
-    _integer,
-    _real,
-    gradient_step,
-    mix_probe_gradient,
-    probe_rows,
-)
-from choicemarket.envs.market.losses import mean_gradient
+from choicemarket.baselines.msgd import SCHEDULES, _integer, _real, msgd_update, probe_rows
 from choicemarket.envs.market.spec import MarketSpec
 
 __all__ = ["StrategyActions", "StrategyKnobs"]
@@ -161,25 +153,27 @@ class StrategyKnobs:
         mult, p, probe, (peers, route) = self.decode(knobs)
         spec, obs = self.spec, observation
         theta = np.array([obs["params"]]).reshape(1, *spec.param_shape)
-        direction = mean_gradient(
+        probes = []
+        if p > 0:
+            n_valid = np.count_nonzero(obs["probe_mask"])
+            if n_valid:
+                b = probe_rows(rng, n_valid, self.probe_batch_size)
+                probes.append(
+                    (0, obs["probe_covariates"].take(b, 0), obs["probe_targets"].take(b, 0), p)
+                )
+        neg_eta = np.array([[[-self.eta * mult]]])
+        if self.schedule == "inv_sqrt":
+            neg_eta = neg_eta / math.sqrt(float(obs["step"][0]) + 1.0)
+        update = msgd_update(
             spec.family,
             theta,
             np.array([obs["covariates"]]),
             np.array([obs["targets"]]),
             np.array([obs["mask"]]),
-        )
-        if p > 0:
-            n_valid = np.count_nonzero(obs["probe_mask"])
-            if n_valid:
-                b = probe_rows(rng, n_valid, self.probe_batch_size)
-                PX = obs["probe_covariates"].take(b, 0)[None]
-                PT = obs["probe_targets"].take(b, 0)[None]
-                h = mean_gradient(spec.family, theta, PX, PT)[0]
-                direction[0] = mix_probe_gradient(direction[0], h, p)
-        neg_eta = np.array([[[-self.eta * mult]]])
-        if self.schedule == "inv_sqrt":
-            neg_eta = neg_eta / math.sqrt(float(obs["step"][0]) + 1.0)
-        update = gradient_step(direction, theta, self._l2, neg_eta).reshape(-1)
+            probes,
+            self._l2,
+            neg_eta,
+        ).reshape(-1)
         return spec.actions.build(update, probe, peers, route)
 
 

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
+from choicemarket.baselines.seeding import policy_seed
 from choicemarket.envs.market_v0 import raw_env
 
 from .flat_observation import ObservationFeatures
-from .single_learner import episode_policy_seed
 from .strategy import StrategyKnobs
 
 __all__ = ["MarketVecEnv", "shared_policy_vec_env"]
@@ -100,7 +100,7 @@ class MarketVecEnv(VecEnv):
         self._obs[m], _ = market.reset(seed=seed)
         base, e = self._base_seeds[m], self._unseeded[m]
         self._rngs[m] = [
-            np.random.default_rng(episode_policy_seed(base, k, e)) for k in range(self.n_learners)
+            np.random.default_rng(policy_seed(base, k, e)) for k in range(self.n_learners)
         ]
 
     def reset(self) -> np.ndarray:

@@ -24,6 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .atomic import atomic_write
 from .minilm import EMBEDDING_DIM, MODEL_ID, MiniLMEncoder
 from .preprocess import design_matrix
 
@@ -116,10 +117,6 @@ class EmbeddingCache:
 
     def store(self, keys: Sequence[str], E: np.ndarray) -> Path:
         """Write one chunk with ``keys`` and their embeddings ``E`` (atomically)."""
-        from choicemarket.experiments.runner import (
-            atomic_write,  # deferred: runner imports the envs
-        )
-
         name = hashlib.sha256("".join(keys).encode()).hexdigest()[:32]
         buf = io.BytesIO()
         np.savez(buf, keys=np.asarray(keys, dtype="S64"), embeddings=E.astype(np.float32))

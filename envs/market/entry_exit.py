@@ -310,6 +310,15 @@ class EntryExit(Component):
         for k in slots:
             self._event(s.step, m, "exit", int(k), None, int((moved_from == k).sum()))
 
+    def reported(self) -> np.ndarray:
+        """(M, n) bool: the learners a record of this step covers, those present and those
+        that left at this step."""
+        out = self.active.copy()
+        for e in self.step_events:
+            if e["kind"] == "exit":
+                out[e["market"], e["learner"]] = True
+        return out
+
     def _event(self, step: int, m: int, kind: str, slot: int, parent: int | None, users: int):
         e = {
             "step": int(step),
@@ -321,3 +330,15 @@ class EntryExit(Component):
         }
         self.events.append(e)
         self.step_events.append(e)
+
+
+def agent_event(e: dict) -> dict:
+    """An entry/exit event with agent names: ``{step, kind, agent, parent, users}``."""
+    parent = None if e["parent"] is None else f"learner_{e['parent']}"
+    return dict(
+        step=e["step"],
+        kind=e["kind"],
+        agent=f"learner_{e['learner']}",
+        parent=parent,
+        users=e["users"],
+    )

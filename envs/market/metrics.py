@@ -106,10 +106,11 @@ def history_rows(
     """Every market's rows at the current step: one per learner present (``seed, step, agent,
     learner, METRICS..., return``), and the collective's (learner -1) when there is one."""
     s = core.state
+    reported = None if core.entry is None else core.entry.reported()
     out = []
     for m, seed in enumerate(seeds):
         rows = []
-        present = None if core.active is None else core.active[m]
+        present = None if reported is None else reported[m]
         ret = returns[m].tolist()
         for k, metrics in enumerate(learner_metrics(core, m)):
             if present is not None and not present[k]:

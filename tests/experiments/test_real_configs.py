@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from tests.envs.data.test_folktables_acs import write_pums
 
 from choicemarket.experiments.cli import main
 from choicemarket.experiments.experiment import load_experiment
 from choicemarket.experiments.sweep import load_runs
+from tests.envs.data.test_folktables_acs import write_pums
 
 
 def _run(args, capsys):

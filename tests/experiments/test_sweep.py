@@ -13,13 +13,13 @@ from choicemarket.baselines import MSGD, MSGDP
 from choicemarket.envs import MarketConfig, MarketCore
 from choicemarket.envs.data import dataset_names
 from choicemarket.envs.market_v0 import raw_env
-from choicemarket.experiments.engine import run_markets
 from choicemarket.experiments.experiment import (
     build_policies,
     config_names,
     load_experiment,
     parse_experiment,
 )
+from choicemarket.experiments.runner import run_markets
 from choicemarket.experiments.sweep import load_runs, plan_chunks, run_sweep
 
 # datasets that shipped configs name and that other parts of the library provide
@@ -169,7 +169,7 @@ def test_engine_rejects_policies_it_cannot_batch():
         run_markets(market, [[shared, MSGD(spec)], [shared, MSGD(spec)]], [0, 1])
     with pytest.raises(ValueError, match="one policy per learner"):
         run_markets(market, [[MSGD(spec)]], [0])
-    with pytest.raises(ValueError, match="MSGD/MSGD-P"):
+    with pytest.raises(ValueError, match="act\\(observation\\)"):
         run_markets(market, [[object(), MSGD(spec)]], [0])
 
 
@@ -395,8 +395,8 @@ def test_resolved_probers_are_cached():
     ],
     ids=["logit", "entry"],
 )
-def test_sweep_runs_extended_markets_through_the_environment(tmp_path, extension):
-    """Markets the batched engine does not cover run one at a time, equal to ``simulate``."""
+def test_sweep_runs_extended_markets_batched(tmp_path, extension):
+    """Every market variant runs batched in a sweep, equal to ``simulate``, snapshots too."""
     market = {**TINY["market"], **extension}
     exp = parse_experiment({**TINY, "market": market, "sweep": {"seeds": 2, "p": [0.0, 0.5]}})
     run_sweep(exp, tmp_path, progress=False, workers=1)
@@ -410,10 +410,11 @@ def test_sweep_runs_extended_markets_through_the_environment(tmp_path, extension
             cfg.to_dict(), policies=lambda spec, k, pols=pols: pols[k], seeds=[run["seed"]]
         )
         assert _rows_equal(run["rows"], [dict(r) for r in h.rows])
-    with pytest.raises(ValueError, match="snapshot_every needs the batched engine"):
-        run_sweep(
-            parse_experiment({**TINY, "market": market, "output": {"snapshot_every": 10}}),
-            tmp_path / "snap",
-            progress=False,
-            workers=1,
-        )
+    run_sweep(
+        parse_experiment({**TINY, "market": market, "output": {"snapshot_every": 10}}),
+        tmp_path / "snap",
+        progress=False,
+        workers=1,
+    )
+    _, runs = load_runs(tmp_path / "snap")
+    assert runs and all(sorted(map(int, r["snapshots"])) == list(range(0, 61, 10)) for r in runs)
