@@ -193,7 +193,10 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         self._probe_cache = {}  # the cache holds per-episode arrays
         self.agents = list(self.possible_agents)
         if self.core.entry is not None:  # learners entering and leaving: the active ones
-            self.agents = [a for a, on in zip(self.possible_agents, self.active_mask) if on]
+            on = self.active_mask
+            self.agents = [
+                a for a in self.possible_agents if a not in self._index or on[self._index[a]]
+            ]
         return self._observations(), self._infos()
 
     def step(self, actions: dict):
@@ -221,7 +224,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             collective_action = self.collective.validate(actions[name], f"actions[{name!r}]")[None]
         core, cfg = self.core, self.config
         if core.entry is not None:  # learners entering and leaving: 'off' rows for absentees
-            stacked = self._full_actions(stacked)
+            stacked = self._full_actions(stacked, learners)
         reward, _ = core.advance(stacked[None], collective_action)
         state = core.state
         truncated = state.step >= cfg.max_steps
@@ -242,12 +245,13 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             self.agents = []
         return observations, rewards, terminations, truncations, infos
 
-    def _full_actions(self, stacked: np.ndarray) -> np.ndarray:
+    def _full_actions(self, stacked: np.ndarray, learners: list[str]) -> np.ndarray:
         """The (n_slots, A) action array with 'off' rows for learners not present."""
         if self._off_rows is None:
-            self._off_rows = np.tile(self.action_layout.build(), (len(self.possible_agents), 1))
+            n = self.spec_info.n_learners
+            self._off_rows = np.tile(self.action_layout.build(), (n, 1))
         full = self._off_rows.astype(np.float64)
-        full[[self._index[a] for a in self.agents]] = stacked
+        full[[self._index[a] for a in learners]] = stacked
         return full
 
     def _entries_and_exits(self) -> tuple[str, ...]:
@@ -256,7 +260,8 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         names = self.possible_agents
         entered = {names[e["learner"]] for e in events if e["kind"] in ("clone", "fresh")}
         if entered:
-            self.agents = sorted(set(self.agents) | entered, key=self._index.__getitem__)
+            order = self.possible_agents.index
+            self.agents = sorted(set(self.agents) | entered, key=order)
         return tuple(names[e["learner"]] for e in events if e["kind"] == "exit")
 
     def add_learner(self, kind: str = "clone", parent: int | str | None = None) -> str:

@@ -289,12 +289,19 @@ def test_msgd_accepts_numpy_scalars(spec):
     assert (pol.p, pol.eta, pol.probe_every) == (0.5, 0.25, 3)
 
 
-def test_policies_immutable(spec):
-    """Hyperparameters cannot be changed after construction."""
-    pol = MSGDP(spec, 1, p=0.2)
-    with pytest.raises(AttributeError, match="immutable"):
-        pol.p = 0.5
-    assert pol.p == 0.2 and pol.peers == ()
+def test_changed_hyperparameters_take_effect(spec):
+    """No cache keeps a policy's old constants: a changed step size is the one used."""
+    from choicemarket.envs.market_v0 import raw_env
+
+    env = raw_env(dataset="two-slopes", n_learners=2, preferences="category")
+    obs, _ = env.reset(seed=0)
+    pol = MSGD(env.spec_info, eta=0.1)
+    before = pol.act(obs["learner_0"])
+    pol.eta = 0.2
+    after = pol.act(obs["learner_0"])
+    n = env.spec_info.n_params
+    np.testing.assert_allclose(after[:n], 2 * before[:n], rtol=1e-6)
+    np.testing.assert_array_equal(after, MSGD(env.spec_info, eta=0.2).act(obs["learner_0"]))
 
 
 @pytest.mark.parametrize("bad", [[0.7, 1.0], ["a", "b"], [float("nan"), 0], [True, False]])

@@ -1,0 +1,59 @@
+"""The one MSGD/MSGD-P update: probers with different probe batch sizes, and the strategy
+knobs computing MSGD-P's update through the same function."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from choicemarket import simulate
+from choicemarket.baselines import MSGD, MSGDP, act_all
+from choicemarket.baselines.msgd import msgd_update
+from choicemarket.envs.market.losses import mean_gradient
+from choicemarket.envs.market_v0 import raw_env
+
+MARKET = dict(dataset="breast-cancer", n_learners=3, users_per_step=40, probe_size=30)
+
+
+def test_probers_with_different_probe_batch_sizes():
+    """Two MSGD-P learners with b_p 10 and 25 act together and in simulate, and each gets
+    the update it gets alone."""
+    env = raw_env(**MARKET)
+    spec = env.spec_info
+
+    def pols():
+        return {
+            "learner_0": MSGDP(spec, 0, p=0.5, probe_batch_size=10),
+            "learner_1": MSGDP(spec, 1, p=0.5, probe_batch_size=25),
+            "learner_2": MSGD(spec),
+        }
+
+    obs, _ = env.reset(seed=0)
+    both = pols()
+    for p in both.values():
+        p.reset(7)  # no probe is held at the first step: nothing is drawn then
+    obs, *_ = env.step(act_all(both, obs))  # first step: probe requests
+    together = act_all(both, obs)
+    for a in ("learner_0", "learner_1"):
+        alone = pols()[a]
+        alone.reset(7)
+        np.testing.assert_array_equal(together[a], alone.act(obs[a]))
+    h = simulate(
+        MARKET, policies=lambda spec, k: pols()[f"learner_{k}"], seeds=[0, 1], max_steps=20
+    )
+    assert len(h.rows) == 2 * 3 * 2
+
+
+def test_msgd_update_is_mix_of_own_and_probe_gradients():
+    rng = np.random.default_rng(0)
+    env = raw_env(**MARKET)
+    family = env.spec_info.family
+    theta = rng.normal(size=(2, 1, 30)).astype(np.float32)
+    X = rng.normal(size=(2, 8, 30)).astype(np.float32)
+    T = (rng.random((2, 8, 1)) < 0.5).astype(np.float32)
+    mask = np.ones((2, 8), np.float32)
+    PX, PT = X[1, :5], T[1, :5]
+    u = msgd_update(family, theta, X, T, mask, [(1, PX, PT, 0.5)], np.float32(0.1), -0.01)
+    g = mean_gradient(family, theta, X, T, mask)
+    h = mean_gradient(family, theta[1:], PX[None], PT[None])[0]
+    np.testing.assert_allclose(u[0], -0.01 * (g[0] + 0.1 * theta[0]), rtol=1e-6)
+    np.testing.assert_allclose(u[1], -0.01 * ((g[1] + 0.5 * h) / 1.5 + 0.1 * theta[1]), rtol=1e-5)
