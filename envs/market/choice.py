@@ -20,21 +20,62 @@ loss is +inf, uniform draws range over the active learners, and allocations are 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import USER_TYPES, MarketConfig
+from ..checks import is_real, one_of, unit
 
 if TYPE_CHECKING:
+    from .config import MarketConfig
     from .core import MarketCore
+
+CHOICE_RULES = ("preference_or_loss", "loss_or_uniform", "logit", "multiplicative_weights")
+USER_TYPES = ("loyal", "quality", "random", "collective")
 
 UNSERVED = -1
 RULE = -1  # user type code: follows ``choice_rule``
 TYPE_CODES = {name: code for code, name in enumerate(USER_TYPES)}
 LOYAL, QUALITY, RANDOM, COLLECTIVE = (TYPE_CODES[t] for t in USER_TYPES)
 _TYPE_SEED = 0x75736572  # mixed with the population seed: user types are fixed per population
+
+
+# ----------------------------------------------------------------- the fields
+def check_fields(cfg: MarketConfig) -> None:
+    """Check (and normalise) the choice fields of ``cfg``; raise ``ValueError``."""
+    one_of(cfg, "choice_rule", CHOICE_RULES)
+    unit(cfg, "preference_weight")
+    unit(cfg, "uniform_weight")
+    if not (is_real(cfg.temperature) and cfg.temperature > 0.0):
+        raise ValueError(f"temperature must be a finite number > 0, got {cfg.temperature!r}")
+    if not is_real(cfg.loyalty_bonus):
+        raise ValueError(f"loyalty_bonus must be a finite number, got {cfg.loyalty_bonus!r}")
+    if not (is_real(cfg.mw_rate) and 0.0 < cfg.mw_rate < 1.0):
+        raise ValueError(f"mw_rate must be a number in (0, 1), got {cfg.mw_rate!r}")
+    if cfg.user_types is not None:
+        object.__setattr__(cfg, "user_types", _user_types(cfg.user_types))
+
+
+def _user_types(value: Any) -> dict[str, float]:
+    """Validate ``user_types``: fractions in [0, 1] of known types, summing to at most 1."""
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"user_types must be None or a mapping {{type: fraction}} with types in {USER_TYPES}, "
+            f"got {value!r}"
+        )
+    unknown = sorted(str(k) for k in value if k not in USER_TYPES)
+    if unknown:
+        raise ValueError(f"user_types keys must be in {USER_TYPES}, got unknown {unknown}")
+    out = {}
+    for k, v in value.items():
+        if not (is_real(v) and 0.0 <= v <= 1.0):
+            raise ValueError(f"user_types[{k!r}] must be a fraction in [0, 1], got {v!r}")
+        out[k] = float(v)
+    if sum(out.values()) > 1.0 + 1e-9:
+        raise ValueError(f"user_types fractions must sum to at most 1, got {sum(out.values())!r}")
+    return out
 
 
 # ----------------------------------------------------------------- the rules

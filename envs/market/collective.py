@@ -22,24 +22,58 @@ Measured on the held-out users x (all non-members), for every learner k:
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 from gymnasium import spaces
 
+from ..checks import is_real
 from .component import Component
-from .config import MarketConfig
 from .losses import logits
 from .population import Population
 from .spec import MarketSpec
 
 if TYPE_CHECKING:
     from .choice import Arrival
+    from .config import MarketConfig
     from .core import MarketCore
 
 COLLECTIVE = "collective"
 STRATEGIES = ("none", "plant", "erase")
+
+
+def check_fields(cfg: MarketConfig) -> None:
+    """Check (and normalise) ``collective_fraction`` and ``collective_signal``."""
+    a = cfg.collective_fraction
+    if not (is_real(a) and 0.0 <= a < 1.0):
+        raise ValueError(f"collective_fraction must be a number in [0, 1), got {a!r}")
+    signal = cfg.collective_signal
+    message = (
+        "collective_signal must be a sequence of (feature index >= 0, finite value) pairs "
+        f"with distinct features, got {signal!r}"
+    )
+    if isinstance(signal, (str, bytes)) or not isinstance(signal, Sequence):
+        raise ValueError(message)
+    pairs = []
+    for p in signal:
+        if isinstance(p, (str, bytes)) or not isinstance(p, Sequence) or len(p) != 2:
+            raise ValueError(message)
+        j, v = p
+        if isinstance(j, bool) or not isinstance(j, numbers.Integral) or j < 0 or not is_real(v):
+            raise ValueError(message)
+        pairs.append((int(j), float(v)))
+    if len({j for j, _ in pairs}) != len(pairs):
+        raise ValueError(message)
+    if a > 0 and not pairs:
+        raise ValueError(
+            "collective_signal must name at least one (feature, value) pair "
+            "when collective_fraction > 0"
+        )
+    object.__setattr__(cfg, "collective_fraction", float(a))
+    object.__setattr__(cfg, "collective_signal", tuple(pairs))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,11 @@
-"""``MarketConfig``: every setting of a market, validated once when it is built."""
+"""``MarketConfig``: every setting of a market, validated once when it is built.
+
+Fields are grouped by the component that owns them (``GROUPS``); each component's module
+checks its own fields (``check_fields``) and this module only routes them. Build a config with
+flat keyword arguments or with one mapping per group, e.g.
+``MarketConfig.from_kwargs(dataset="acs-income", choice={"choice_rule": "logit"},
+entry_exit={"max_learners": 6, "exit_share": 0.05})``.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +15,60 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-CHOICE_RULES = ("preference_or_loss", "loss_or_uniform", "logit", "multiplicative_weights")
-USER_TYPES = ("loyal", "quality", "random", "collective")
+from ..checks import int_at_least, is_real, nonneg, one_of, unit
+
 PREFERENCE_RULES = ("kmeans", "market_leader", "majority_good", "category")
 INITS = ("partition_erm", "random", "zeros")
 REWARDS = ("local", "global", "share")
 PROBE_LABELS = ("hard", "soft")
+
+# the component that owns each field: the module that checks it
+GROUPS: dict[str, tuple[str, ...]] = {
+    "market": ("n_learners", "users_per_step", "max_steps", "max_update"),
+    "population": (
+        "dataset",
+        "dataset_options",
+        "preferences",
+        "leader_fraction",
+        "init",
+        "init_scale",
+        "l2",
+        "test_fraction",
+        "population_seed",
+    ),
+    "choice": (
+        "choice_rule",
+        "preference_weight",
+        "uniform_weight",
+        "temperature",
+        "loyalty_bonus",
+        "mw_rate",
+        "user_types",
+    ),
+    "probing": ("probe_size", "probe_labels", "probe_noise"),
+    "metrics": ("reward", "probe_cost", "eval_every"),
+    "outside": ("outside_threshold", "return_rate"),
+    "entry_exit": (
+        "max_learners",
+        "entries",
+        "exit_share",
+        "exit_patience",
+        "exit_reassign",
+        "clone_noise",
+        "clone_share",
+        "fresh_share",
+    ),
+    "collective": ("collective_fraction", "collective_signal"),
+}
 
 
 @dataclass(frozen=True)
 class MarketConfig:
     """Settings of one market (see each field's comment; ranges are enforced).
 
-    Build it with keyword arguments; unknown names and out-of-range values raise ``ValueError``.
-    ``preferences`` is a rule name or a sequence with one learner index per dataset user.
+    Build it with keyword arguments (flat, or one mapping per group of ``GROUPS``); unknown
+    names and out-of-range values raise ``ValueError``. ``preferences`` is a rule name or a
+    sequence with one learner index per dataset user.
     """
 
     n_learners: int = 5  # n >= 1
@@ -65,82 +112,55 @@ class MarketConfig:
     collective_signal: tuple[tuple[int, float], ...] = ()  # g(x): (feature, value) pairs to set
 
     def __post_init__(self) -> None:
-        _int_at_least(self, "n_learners", 1)
-        if not isinstance(self.dataset, str) or not self.dataset:
-            raise ValueError(f"dataset must be a registered dataset name, got {self.dataset!r}")
-        if not isinstance(self.dataset_options, Mapping):
-            raise ValueError("dataset_options must be a mapping of loader keyword arguments")
-        object.__setattr__(self, "dataset_options", dict(self.dataset_options))
-        _int_at_least(self, "users_per_step", 1)
-        _unit(self, "preference_weight")
-        _choice(self, "choice_rule", CHOICE_RULES)
-        _unit(self, "uniform_weight")
-        if isinstance(self.preferences, str):
-            _choice(self, "preferences", PREFERENCE_RULES)
-        elif isinstance(self.preferences, Sequence) or hasattr(self.preferences, "__array__"):
-            values = list(self.preferences)
-            if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
-                raise ValueError(
-                    "preferences given as labels must be integer learner indices "
-                    f"in 0..{self.n_learners - 1}"
-                )
-            labels = tuple(int(v) for v in values)
-            if not labels or min(labels) < 0 or max(labels) >= self.n_learners:
-                raise ValueError(
-                    "preferences given as labels must be learner indices in "
-                    f"0..{self.n_learners - 1}, one per dataset user"
-                )
-            object.__setattr__(self, "preferences", labels)
-        else:
-            raise ValueError(
-                f"preferences must be one of {PREFERENCE_RULES} or a sequence of learner indices"
-            )
-        _unit(self, "leader_fraction")
-        _choice(self, "init", INITS)
-        _nonneg(self, "init_scale")
-        _nonneg(self, "l2")
-        if not (_is_real(self.test_fraction) and 0.0 < self.test_fraction < 1.0):
-            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}")
-        if self.population_seed is not None:
-            _int_at_least(self, "population_seed", 0)
-        _int_at_least(self, "max_steps", 1)
-        _choice(self, "reward", REWARDS)
-        _nonneg(self, "probe_cost")
-        _int_at_least(self, "eval_every", 1)
-        _int_at_least(self, "probe_size", 1)
-        _choice(self, "probe_labels", PROBE_LABELS)
-        _unit(self, "probe_noise")
-        if not (_is_real(self.max_update) and 0.0 < self.max_update < math.inf):
-            raise ValueError(f"max_update must be a finite number > 0, got {self.max_update!r}")
-        if not (_is_real(self.temperature) and self.temperature > 0.0):
-            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature!r}")
-        if not _is_real(self.loyalty_bonus):
-            raise ValueError(f"loyalty_bonus must be a finite number, got {self.loyalty_bonus!r}")
-        if not (_is_real(self.mw_rate) and 0.0 < self.mw_rate < 1.0):
-            raise ValueError(f"mw_rate must be a number in (0, 1), got {self.mw_rate!r}")
-        if self.user_types is not None:
-            object.__setattr__(self, "user_types", _user_types(self.user_types))
-        if self.outside_threshold is not None and not (
-            _is_real(self.outside_threshold) and self.outside_threshold >= 0.0
-        ):
-            raise ValueError(
-                "outside_threshold must be None (no outside option) or a finite number >= 0, "
-                f"got {self.outside_threshold!r}"
-            )
-        _unit(self, "return_rate")
-        from .entry_exit import check_entry_fields  # here: entry.py imports this module
+        from . import choice as _choice_rules  # components import this module
+        from . import collective, entry_exit, outside
 
-        check_entry_fields(self)
-        _collective(self)
+        int_at_least(self, "n_learners", 1)
+        int_at_least(self, "users_per_step", 1)
+        int_at_least(self, "max_steps", 1)
+        if not (is_real(self.max_update) and 0.0 < self.max_update < math.inf):
+            raise ValueError(f"max_update must be a finite number > 0, got {self.max_update!r}")
+        _check_population(self)
+        int_at_least(self, "probe_size", 1)
+        one_of(self, "probe_labels", PROBE_LABELS)
+        unit(self, "probe_noise")
+        one_of(self, "reward", REWARDS)
+        nonneg(self, "probe_cost")
+        int_at_least(self, "eval_every", 1)
+        _choice_rules.check_fields(self)
+        outside.check_fields(self)
+        entry_exit.check_fields(self)
+        collective.check_fields(self)
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> MarketConfig:
-        """Build from keyword arguments, naming any unknown ones."""
+        """Build from keyword arguments, flat or grouped (``GROUPS``), naming unknown ones."""
         names = {f.name for f in fields(cls)}
-        unknown = sorted(set(kwargs) - names)
+        flat = {}
+        for key, value in kwargs.items():
+            if key in GROUPS and key not in names:
+                if not isinstance(value, Mapping):
+                    raise ValueError(
+                        f"{key} must be a mapping of its fields {list(GROUPS[key])}, got {value!r}"
+                    )
+                unknown = sorted(set(value) - set(GROUPS[key]))
+                if unknown:
+                    raise ValueError(
+                        f"unknown {key} option(s) {unknown}; allowed: {list(GROUPS[key])}"
+                    )
+                twice = sorted(set(value) & set(kwargs))
+                if twice:
+                    raise ValueError(f"{twice} given both flat and in {key}; give each once")
+                flat.update(value)
+            else:
+                flat[key] = value
+        unknown = sorted(set(flat) - names)
         if unknown:
-            raise ValueError(f"unknown market option(s) {unknown}; allowed: {sorted(names)}")
-        return cls(**kwargs)
+            raise ValueError(
+                f"unknown market option(s) {unknown}; allowed: {sorted(names)} "
+                f"or the groups {sorted(GROUPS)}"
+            )
+        return cls(**flat)
 
     def replace(self, **changes: Any) -> MarketConfig:
         """A copy with ``changes`` applied (validated)."""
@@ -155,81 +175,43 @@ class MarketConfig:
         d["collective_signal"] = [list(p) for p in self.collective_signal]
         return d
 
+    def grouped(self) -> dict[str, dict[str, Any]]:
+        """The settings as one mapping per component (``GROUPS``)."""
+        d = self.to_dict()
+        return {group: {name: d[name] for name in names} for group, names in GROUPS.items()}
 
-def _user_types(value: Any) -> dict[str, float]:
-    """Validate ``user_types``: fractions in [0, 1] of known types, summing to at most 1."""
-    if not isinstance(value, Mapping):
+
+def _check_population(cfg: MarketConfig) -> None:
+    if not isinstance(cfg.dataset, str) or not cfg.dataset:
+        raise ValueError(f"dataset must be a registered dataset name, got {cfg.dataset!r}")
+    if not isinstance(cfg.dataset_options, Mapping):
+        raise ValueError("dataset_options must be a mapping of loader keyword arguments")
+    object.__setattr__(cfg, "dataset_options", dict(cfg.dataset_options))
+    if isinstance(cfg.preferences, str):
+        one_of(cfg, "preferences", PREFERENCE_RULES)
+    elif isinstance(cfg.preferences, Sequence) or hasattr(cfg.preferences, "__array__"):
+        values = list(cfg.preferences)
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+            raise ValueError(
+                "preferences given as labels must be integer learner indices "
+                f"in 0..{cfg.n_learners - 1}"
+            )
+        labels = tuple(int(v) for v in values)
+        if not labels or min(labels) < 0 or max(labels) >= cfg.n_learners:
+            raise ValueError(
+                "preferences given as labels must be learner indices in "
+                f"0..{cfg.n_learners - 1}, one per dataset user"
+            )
+        object.__setattr__(cfg, "preferences", labels)
+    else:
         raise ValueError(
-            f"user_types must be None or a mapping {{type: fraction}} with types in {USER_TYPES}, "
-            f"got {value!r}"
+            f"preferences must be one of {PREFERENCE_RULES} or a sequence of learner indices"
         )
-    unknown = sorted(str(k) for k in value if k not in USER_TYPES)
-    if unknown:
-        raise ValueError(f"user_types keys must be in {USER_TYPES}, got unknown {unknown}")
-    out = {}
-    for k, v in value.items():
-        if not (_is_real(v) and 0.0 <= v <= 1.0):
-            raise ValueError(f"user_types[{k!r}] must be a fraction in [0, 1], got {v!r}")
-        out[k] = float(v)
-    if sum(out.values()) > 1.0 + 1e-9:
-        raise ValueError(f"user_types fractions must sum to at most 1, got {sum(out.values())!r}")
-    return out
-
-
-def _is_real(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _int_at_least(cfg: MarketConfig, name: str, low: int) -> None:
-    v = getattr(cfg, name)
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
-    object.__setattr__(cfg, name, int(v))
-
-
-def _unit(cfg: MarketConfig, name: str) -> None:
-    v = getattr(cfg, name)
-    if not (_is_real(v) and 0.0 <= v <= 1.0):
-        raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
-
-
-def _nonneg(cfg: MarketConfig, name: str) -> None:
-    v = getattr(cfg, name)
-    if not (_is_real(v) and v >= 0.0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-
-
-def _choice(cfg: MarketConfig, name: str, allowed: tuple[str, ...]) -> None:
-    v = getattr(cfg, name)
-    if v not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {v!r}")
-
-
-def _collective(cfg: MarketConfig) -> None:
-    a = cfg.collective_fraction
-    if not (_is_real(a) and 0.0 <= a < 1.0):
-        raise ValueError(f"collective_fraction must be a number in [0, 1), got {a!r}")
-    signal = cfg.collective_signal
-    message = (
-        "collective_signal must be a sequence of (feature index >= 0, finite value) pairs "
-        f"with distinct features, got {signal!r}"
-    )
-    if isinstance(signal, (str, bytes)) or not isinstance(signal, Sequence):
-        raise ValueError(message)
-    pairs = []
-    for p in signal:
-        if isinstance(p, (str, bytes)) or not isinstance(p, Sequence) or len(p) != 2:
-            raise ValueError(message)
-        j, v = p
-        if isinstance(j, bool) or not isinstance(j, numbers.Integral) or j < 0 or not _is_real(v):
-            raise ValueError(message)
-        pairs.append((int(j), float(v)))
-    if len({j for j, _ in pairs}) != len(pairs):
-        raise ValueError(message)
-    if a > 0 and not pairs:
-        raise ValueError(
-            "collective_signal must name at least one (feature, value) pair "
-            "when collective_fraction > 0"
-        )
-    object.__setattr__(cfg, "collective_fraction", float(a))
-    object.__setattr__(cfg, "collective_signal", tuple(pairs))
+    unit(cfg, "leader_fraction")
+    one_of(cfg, "init", INITS)
+    nonneg(cfg, "init_scale")
+    nonneg(cfg, "l2")
+    if not (is_real(cfg.test_fraction) and 0.0 < cfg.test_fraction < 1.0):
+        raise ValueError(f"test_fraction must be in (0, 1), got {cfg.test_fraction!r}")
+    if cfg.population_seed is not None:
+        int_at_least(cfg, "population_seed", 0)

@@ -40,11 +40,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..checks import int_at_least, nonneg, unit
 from .component import Component
-from .config import MarketConfig, _int_at_least, _nonneg, _unit
 from .losses import logits
 
 if TYPE_CHECKING:
+    from .config import MarketConfig
     from .core import MarketCore
 
 ENTRY_KINDS = ("clone", "fresh")
@@ -62,7 +63,7 @@ def is_enabled(config: MarketConfig) -> bool:
     return slot_count(config) > config.n_learners or bool(config.entries) or config.exit_share > 0
 
 
-def check_entry_fields(cfg: MarketConfig) -> None:
+def check_fields(cfg: MarketConfig) -> None:
     """Validate (and normalise) the entry/exit fields of ``cfg``; raise ``ValueError``."""
     n = cfg.n_learners
     if cfg.max_learners is not None:
@@ -90,13 +91,13 @@ def check_entry_fields(cfg: MarketConfig) -> None:
                     f"{step}, one of {allowed}, got {parent!r}"
                 )
     object.__setattr__(cfg, "entries", entries)
-    _unit(cfg, "exit_share")
-    _int_at_least(cfg, "exit_patience", 1)
+    unit(cfg, "exit_share")
+    int_at_least(cfg, "exit_patience", 1)
     if cfg.exit_reassign not in EXIT_REASSIGN:
         raise ValueError(f"exit_reassign must be one of {EXIT_REASSIGN}, got {cfg.exit_reassign!r}")
-    _nonneg(cfg, "clone_noise")
-    _unit(cfg, "clone_share")
-    _unit(cfg, "fresh_share")
+    nonneg(cfg, "clone_noise")
+    unit(cfg, "clone_share")
+    unit(cfg, "fresh_share")
 
 
 def _normalise_entries(cfg: MarketConfig) -> tuple[tuple[int, str, int | None], ...]:

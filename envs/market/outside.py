@@ -13,13 +13,24 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..checks import is_real, unit
 from .choice import UNSERVED
 from .component import Component
-from .config import MarketConfig
 
 if TYPE_CHECKING:
     from .choice import Arrival
+    from .config import MarketConfig
     from .core import MarketCore
+
+
+def check_fields(cfg: MarketConfig) -> None:
+    """Check ``outside_threshold`` (None: off) and ``return_rate``."""
+    t = cfg.outside_threshold
+    if t is not None and not (is_real(t) and t >= 0.0):
+        raise ValueError(
+            f"outside_threshold must be None (no outside option) or a finite number >= 0, got {t!r}"
+        )
+    unit(cfg, "return_rate")
 
 
 def is_enabled(config: MarketConfig) -> bool:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from ..checks import int_at_least, is_real, nonneg, one_of
 
 RISKS = ("quadratic", "least_squares")
 INIT_ALLOCATIONS = ("uniform", "perturbed")
@@ -53,13 +54,13 @@ class ParticipationConfig:
     max_update: float = 10.0  # bound of each parameter-update coordinate of the action
 
     def __post_init__(self) -> None:
-        _int_at_least(self, "n_learners", 1)
-        _choice(self, "risk", RISKS)
+        int_at_least(self, "n_learners", 1)
+        one_of(self, "risk", RISKS)
         if self.optima is not None:
             object.__setattr__(self, "optima", _matrix(self.optima, "optima"))
-        _int_at_least(self, "n_subpops", 1)
-        _int_at_least(self, "dim", 1)
-        _nonneg(self, "noise_var")
+        int_at_least(self, "n_subpops", 1)
+        int_at_least(self, "dim", 1)
+        nonneg(self, "noise_var")
         if self.masses is not None:
             masses = _vector(self.masses, "masses")
             if min(masses) <= 0:
@@ -79,11 +80,11 @@ class ParticipationConfig:
             raise ValueError(f"group_by must be None or a string, got {self.group_by!r}")
         if not isinstance(self.intercept, bool):
             raise ValueError(f"intercept must be True or False, got {self.intercept!r}")
-        _int_at_least(self, "min_group_size", 1)
-        if not (_is_real(self.eps) and 0.0 < self.eps < 1.0):
+        int_at_least(self, "min_group_size", 1)
+        if not (is_real(self.eps) and 0.0 < self.eps < 1.0):
             raise ValueError(f"eps must be a number in (0, 1), got {self.eps!r}")
         if isinstance(self.init_allocation, str):
-            _choice(self, "init_allocation", INIT_ALLOCATIONS)
+            one_of(self, "init_allocation", INIT_ALLOCATIONS)
         else:
             alloc = _matrix(self.init_allocation, "init_allocation")
             if any(len(r) != self.n_learners for r in alloc):
@@ -94,14 +95,14 @@ class ParticipationConfig:
             if any(min(r) < 0 or sum(r) <= 0 for r in alloc):
                 raise ValueError("init_allocation rows must be >= 0 with a positive sum")
             object.__setattr__(self, "init_allocation", alloc)
-        _nonneg(self, "init_perturbation")
-        _choice(self, "init_params", INIT_PARAMS)
-        _nonneg(self, "init_scale")
-        _nonneg(self, "l2")
-        _int_at_least(self, "population_seed", 0)
-        _int_at_least(self, "max_steps", 1)
-        _choice(self, "reward", PARTICIPATION_REWARDS)
-        if not (_is_real(self.max_update) and 0.0 < self.max_update < math.inf):
+        nonneg(self, "init_perturbation")
+        one_of(self, "init_params", INIT_PARAMS)
+        nonneg(self, "init_scale")
+        nonneg(self, "l2")
+        int_at_least(self, "population_seed", 0)
+        int_at_least(self, "max_steps", 1)
+        one_of(self, "reward", PARTICIPATION_REWARDS)
+        if not (is_real(self.max_update) and 0.0 < self.max_update < math.inf):
             raise ValueError(f"max_update must be a finite number > 0, got {self.max_update!r}")
 
     @property
@@ -128,15 +129,11 @@ class ParticipationConfig:
         return asdict(self)
 
 
-def _is_real(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _vector(v: Any, name: str) -> tuple[float, ...]:
     if isinstance(v, str) or not (isinstance(v, Sequence) or hasattr(v, "__array__")):
         raise ValueError(f"{name} must be a sequence of finite numbers, got {v!r}")
     values = list(v)
-    if not values or not all(_is_real(x) for x in values):
+    if not values or not all(is_real(x) for x in values):
         raise ValueError(f"{name} must be a non-empty sequence of finite numbers, got {v!r}")
     return tuple(float(x) for x in values)
 
@@ -148,22 +145,3 @@ def _matrix(v: Any, name: str) -> tuple[tuple[float, ...], ...]:
     if not rows or len({len(r) for r in rows}) != 1:
         raise ValueError(f"{name} must be a non-empty sequence of rows of equal length")
     return rows
-
-
-def _int_at_least(cfg: Any, name: str, low: int) -> None:
-    v = getattr(cfg, name)
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
-    object.__setattr__(cfg, name, int(v))
-
-
-def _nonneg(cfg: Any, name: str) -> None:
-    v = getattr(cfg, name)
-    if not (_is_real(v) and v >= 0.0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-
-
-def _choice(cfg: Any, name: str, allowed: tuple[str, ...]) -> None:
-    v = getattr(cfg, name)
-    if v not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {v!r}")
