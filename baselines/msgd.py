@@ -14,6 +14,7 @@ draw only from their own ``numpy.random.Generator`` seeded by ``reset(seed)``.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
@@ -173,9 +174,14 @@ def probe_rows(rng: np.random.Generator, n_valid: int, size: int) -> np.ndarray:
     return (rng.random(size) * n_valid).astype(np.intp)
 
 
-def mix_probe_gradient(g: np.ndarray, h: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """MSGD-P's direction ``(g + p h) / (1 + p)`` from own-user and probe-batch gradients,
-    ``p`` one weight per row (broadcasting), rounded to ``g``'s dtype as are ``1 + p``."""
+def mix_probe_gradient(g: np.ndarray, h: np.ndarray, p: float | np.ndarray) -> np.ndarray:
+    """MSGD-P's direction ``(g + p h) / (1 + p)`` from own-user and probe-batch gradients.
+
+    ``p`` is one weight or one per row (broadcasting); either way ``p`` and ``1 + p`` are
+    rounded to ``g``'s dtype, so one prober or several get the same arithmetic.
+    """
+    if np.ndim(p) == 0:  # a Python float is cast to g's dtype by numpy's scalar rules
+        return (g + float(p) * h) / (1.0 + float(p))
     p = np.asarray(p, dtype=np.float64)
     return (g + p.astype(g.dtype) * h) / (1.0 + p).astype(g.dtype)
 
@@ -193,31 +199,43 @@ def msgd_update(
     X: np.ndarray,
     T: np.ndarray,
     mask: np.ndarray,
-    probes: Sequence[tuple[int, np.ndarray, np.ndarray, float]],
+    probes: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
     l2: np.ndarray,
     neg_eta: np.ndarray,
 ) -> np.ndarray:
     """The MSGD/MSGD-P update of K learners, the one implementation of Algorithms 1 and 2.
 
     ``u_k = -eta_k (d_k + lambda_k theta_k)`` with ``d_k = g_k``, the mean gradient on the
-    learner's users (``X``, ``T``, ``mask``: (K, B, .)), or for a learner in ``probes`` (row
-    ``k``, probe-batch covariates (b, d) and targets (b, t), weight p) ``d_k = (g_k + p h_k) /
-    (1 + p)`` with ``h_k`` the mean gradient on its probe batch. ``l2`` and ``neg_eta``
-    broadcast against (K, o, d). Gradients are computed in ``X``'s dtype; probers with equal
-    batch sizes share one gradient call.
+    learner's users (``X``, ``T``, ``mask``: (K, B, .)), or for a prober
+    ``d_k = (g_k + p_k h_k) / (1 + p_k)`` with ``h_k`` the mean gradient on its probe batch.
+    ``probes`` holds groups ``(rows (R,), covariates (R, b, d), targets (R, b, t), p (R,))``
+    of probers with equal batch sizes. ``l2`` and ``neg_eta`` broadcast against (K, o, d).
+    Gradients are computed in ``X``'s dtype.
     """
     direction = mean_gradient(family, theta, X, T, mask)
-    by_size: dict[int, list] = {}
-    for probe in probes:
-        by_size.setdefault(len(probe[1]), []).append(probe)
-    for group in by_size.values():
-        rows = [k for k, _, _, _ in group]
-        PX = np.stack([px for _, px, _, _ in group]).astype(X.dtype, copy=False)
-        PT = np.stack([pt for _, _, pt, _ in group]).astype(X.dtype, copy=False)
+    for rows, PX, PT, p in probes:
+        PX, PT = PX.astype(X.dtype, copy=False), PT.astype(X.dtype, copy=False)
         h = mean_gradient(family, theta[rows], PX, PT)
-        p = np.array([w for _, _, _, w in group])[:, None, None]
-        direction[rows] = mix_probe_gradient(direction[rows], h, p)
+        direction[rows] = mix_probe_gradient(direction[rows], h, np.asarray(p)[:, None, None])
     return gradient_step(direction, theta, l2, neg_eta)
+
+
+def probe_batches(
+    policies: Sequence[MSGDP], rows: np.ndarray, n_valid: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The probe-batch rows of probers ``rows`` holding ``n_valid`` probe points each, drawn
+    from each policy's generator as :meth:`MSGDP.probe_batch` draws them
+    (``floor(u n_valid)``): groups ``(rows, indices (R, b))`` of equal batch size b."""
+    groups: dict[int, list[int]] = {}
+    for j, i in enumerate(rows.tolist()):
+        groups.setdefault(policies[i].probe_batch_size, []).append(j)
+    out = []
+    for b, js in groups.items():
+        u = np.empty((len(js), b))
+        for r, j in enumerate(js):
+            policies[int(rows[j])].rng.random(out=u[r])
+        out.append((rows[js], (u * n_valid[js][:, None]).astype(np.intp)))
+    return out
 
 
 def _real(v: object) -> bool:
@@ -254,14 +272,23 @@ class Plan:
 
 
 def plan(policies: Sequence[MSGD]) -> Plan:
-    """Array constants of ``policies``; a loop over many steps builds it once."""
-    inv = np.array([pol.schedule == "inv_sqrt" for pol in policies])
+    """Array constants of ``policies`` (a function of their hyperparameters only, memoised on
+    their values: a policy whose settings change gets a new plan)."""
+    hyper = tuple((pol.eta, pol.l2, pol.schedule, pol.p) for pol in policies)
+    return _plan(hyper, policies[0].spec.actions)
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(hyper: tuple[tuple[float, float, str, float], ...], layout) -> Plan:
+    inv = np.array([schedule == "inv_sqrt" for _, _, schedule, _ in hyper])
+    off = np.tile(layout.build(), (len(hyper), 1))
+    off.flags.writeable = False
     return Plan(
-        neg_eta=-np.array([pol.eta for pol in policies])[:, None, None],
+        neg_eta=-np.array([eta for eta, _, _, _ in hyper])[:, None, None],
         inv_sqrt=inv if inv.any() else None,
-        l2=np.array([pol.l2 for pol in policies])[:, None, None],
-        probers=tuple(i for i, pol in enumerate(policies) if pol.p > 0),
-        off=np.tile(policies[0].spec.actions.build(), (len(policies), 1)),
+        l2=np.array([l2 for _, l2, _, _ in hyper])[:, None, None],
+        probers=tuple(i for i, (_, _, _, p) in enumerate(hyper) if p > 0),
+        off=off,
     )
 
 
@@ -315,10 +342,20 @@ def act_arrays(
     constants = plan(policies) if constants is None else constants
     K, P = len(policies), layout.n_params
     probes = []
-    for i in constants.probers:
-        b = policies[i].probe_batch(probe_mask[i])
-        if b is not None:
-            probes.append((i, probe_X[i].take(b, 0), probe_T[i].take(b, 0), policies[i].p))
+    if constants.probers:
+        probers = np.array(constants.probers, np.intp)
+        if isinstance(probe_mask, np.ndarray):
+            n_valid = np.count_nonzero(probe_mask[probers], axis=1)
+        else:
+            n_valid = np.array([np.count_nonzero(probe_mask[i]) for i in probers])
+        held = n_valid > 0
+        for rows, idx in probe_batches(policies, probers[held], n_valid[held]):
+            if isinstance(probe_X, np.ndarray):
+                PX, PT = probe_X[rows[:, None], idx], probe_T[rows[:, None], idx]
+            else:
+                PX = np.stack([probe_X[i].take(b, 0) for i, b in zip(rows, idx)])
+                PT = np.stack([probe_T[i].take(b, 0) for i, b in zip(rows, idx)])
+            probes.append((rows, PX, PT, np.array([policies[i].p for i in rows])))
     neg_eta = constants.neg_eta
     if constants.inv_sqrt is not None:
         t = np.asarray(steps, dtype=np.float64)

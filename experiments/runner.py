@@ -292,17 +292,16 @@ def _snapshot(snaps: list[dict], s, every: int | None) -> None:
 
 def _learner_policies(
     spec: MarketSpec, agents: list[str], policies: Mapping[str, Any] | PolicyFactory | None
-) -> tuple[list[Any], bool]:
-    """Learner policies of one episode, and whether they are the caller's own objects (to be
-    reused episode after episode) rather than new ones."""
+) -> list[Any]:
+    """Learner policies of one episode."""
     if policies is None:
-        return [MSGD(spec) for _ in agents], False
+        return [MSGD(spec) for _ in agents]
     if callable(policies) and not isinstance(policies, Mapping):
-        return [policies(spec, k) for k in range(len(agents))], False
+        return [policies(spec, k) for k in range(len(agents))]
     unknown = sorted(set(policies) - {*agents, COLLECTIVE})
     if unknown:
         raise ValueError(f"policies name unknown agents {unknown}; agents: {agents}")
-    return [policies.get(a) or MSGD(spec) for a in agents], True
+    return [policies.get(a) or MSGD(spec) for a in agents]
 
 
 def simulate(
@@ -347,14 +346,14 @@ def simulate(
     spec = MarketCore(cfg).spec
     agents = [f"learner_{k}" for k in range(spec.n_learners)]
     seeds = [int(s) for s in seeds]
-    _, shared = _learner_policies(spec, agents, policies)
+    shared = isinstance(policies, Mapping)  # the caller's objects: one episode at a time
     batch = 1 if shared else max(1, int(max_batch))
     history = History(meta={"config": cfg.to_dict()})
     for start in range(0, len(seeds), batch):
         chunk = seeds[start : start + batch]
         learner_pols, coll_pols = [], []
         for _ in chunk:
-            pols, _ = _learner_policies(spec, agents, policies)
+            pols = _learner_policies(spec, agents, policies)
             learner_pols.append(pols)
             if cfg.collective_fraction:  # a scripted planting collective unless one is given
                 given = policies.get(COLLECTIVE) if isinstance(policies, Mapping) else None

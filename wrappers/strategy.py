@@ -158,9 +158,8 @@ class StrategyKnobs:
             n_valid = np.count_nonzero(obs["probe_mask"])
             if n_valid:
                 b = probe_rows(rng, n_valid, self.probe_batch_size)
-                probes.append(
-                    (0, obs["probe_covariates"].take(b, 0), obs["probe_targets"].take(b, 0), p)
-                )
+                PX, PT = obs["probe_covariates"].take(b, 0), obs["probe_targets"].take(b, 0)
+                probes.append((np.array([0]), PX[None], PT[None], np.array([p])))
         neg_eta = np.array([[[-self.eta * mult]]])
         if self.schedule == "inv_sqrt":
             neg_eta = neg_eta / math.sqrt(float(obs["step"][0]) + 1.0)

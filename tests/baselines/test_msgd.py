@@ -52,7 +52,8 @@ def test_msgd_update_is_mix_of_own_and_probe_gradients():
     T = (rng.random((2, 8, 1)) < 0.5).astype(np.float32)
     mask = np.ones((2, 8), np.float32)
     PX, PT = X[1, :5], T[1, :5]
-    u = msgd_update(family, theta, X, T, mask, [(1, PX, PT, 0.5)], np.float32(0.1), -0.01)
+    probes = [(np.array([1]), PX[None], PT[None], np.array([0.5]))]
+    u = msgd_update(family, theta, X, T, mask, probes, np.float32(0.1), -0.01)
     g = mean_gradient(family, theta, X, T, mask)
     h = mean_gradient(family, theta[1:], PX[None], PT[None])[0]
     np.testing.assert_allclose(u[0], -0.01 * (g[0] + 0.1 * theta[0]), rtol=1e-6)

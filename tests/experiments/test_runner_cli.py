@@ -139,26 +139,25 @@ def test_cli_lists_datasets(capsys):
         assert name in names
 
 
-def test_simulate_saves_after_every_episode(tmp_path, monkeypatch):
-    """An interrupted sweep keeps the episodes it finished."""
+def test_simulate_saves_after_every_batch_of_episodes(tmp_path, monkeypatch):
+    """An interrupted run keeps the batches of episodes it finished."""
     import choicemarket.experiments.runner as r
 
-    real_record = r._record
-    calls = {"n": 0}
+    real = r.run_markets
 
-    def failing_record(history, seed, step, infos, returns):
-        if seed == 2:
+    def failing(config, policies, seeds, *args, **kwargs):
+        if 2 in seeds:
             raise KeyboardInterrupt
-        calls["n"] += 1
-        return real_record(history, seed, step, infos, returns)
+        return real(config, policies, seeds, *args, **kwargs)
 
-    monkeypatch.setattr(r, "_record", failing_record)
-    out = tmp_path / "sweep.json"
-    with pytest.raises(KeyboardInterrupt):
-        simulate(SMALL, seeds=[0, 1, 2], out=out)
-    saved = History.from_json(out)
-    assert {row["seed"] for row in saved.rows} == {0, 1}
-    assert len(saved.rows) == 2 * 4 * 3
+    monkeypatch.setattr(r, "run_markets", failing)
+    for batch, done in ((1, {0, 1}), (2, {0, 1})):
+        out = tmp_path / f"run{batch}.json"
+        with pytest.raises(KeyboardInterrupt):
+            simulate(SMALL, seeds=[0, 1, 2, 3], out=out, max_batch=batch)
+        saved = History.from_json(out)
+        assert {row["seed"] for row in saved.rows} == done
+        assert len(saved.rows) == 2 * 4 * 3
 
 
 def test_atomic_write_gives_the_usual_file_mode(tmp_path):

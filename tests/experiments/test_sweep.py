@@ -375,7 +375,7 @@ def test_cli_runs_a_config_file_and_resumes(tmp_path, capsys):
 
 
 def test_resolved_probers_are_cached():
-    from choicemarket import sweep
+    from choicemarket.experiments import sweep
 
     exp = parse_experiment({**TINY, "policy": {"probers": "worst", "eta": 0.05}})
     sweep._PROBERS.clear()
