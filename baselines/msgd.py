@@ -221,20 +221,24 @@ def msgd_update(
 
 
 def probe_batches(
-    policies: Sequence[MSGDP], rows: np.ndarray, n_valid: np.ndarray
+    policies: Sequence[MSGDP], rows: np.ndarray, n_valid: np.ndarray, sizes: np.ndarray
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The probe-batch rows of probers ``rows`` holding ``n_valid`` probe points each, drawn
     from each policy's generator as :meth:`MSGDP.probe_batch` draws them
-    (``floor(u n_valid)``): groups ``(rows, indices (R, b))`` of equal batch size b."""
-    groups: dict[int, list[int]] = {}
-    for j, i in enumerate(rows.tolist()):
-        groups.setdefault(policies[i].probe_batch_size, []).append(j)
+    (``floor(u n_valid)``): groups ``(rows, indices (R, b))`` of equal batch size b
+    (``sizes``: each row's b)."""
+    if len(sizes) == 0:
+        return []
+    if (sizes == sizes[0]).all():
+        groups = [(int(sizes[0]), rows, n_valid)]
+    else:
+        groups = [(b, rows[sizes == b], n_valid[sizes == b]) for b in np.unique(sizes).tolist()]
     out = []
-    for b, js in groups.items():
-        u = np.empty((len(js), b))
-        for r, j in enumerate(js):
-            policies[int(rows[j])].rng.random(out=u[r])
-        out.append((rows[js], (u * n_valid[js][:, None]).astype(np.intp)))
+    for b, sel, valid in groups:
+        u = np.empty((len(sel), b))
+        for r, i in enumerate(sel.tolist()):
+            policies[i].rng.random(out=u[r])
+        out.append((sel, (u * valid[:, None]).astype(np.intp)))
     return out
 
 
@@ -269,26 +273,34 @@ class Plan:
     l2: np.ndarray  # (K, 1, 1)
     probers: tuple[int, ...]  # rows with p > 0
     off: np.ndarray  # (K, A) actions with no update and every flag off
+    p: np.ndarray  # (K,) probing weights
+    batch: np.ndarray  # (K,) probe batch sizes b_p (0 for MSGD)
 
 
 def plan(policies: Sequence[MSGD]) -> Plan:
     """Array constants of ``policies`` (a function of their hyperparameters only, memoised on
     their values: a policy whose settings change gets a new plan)."""
-    hyper = tuple((pol.eta, pol.l2, pol.schedule, pol.p) for pol in policies)
+    hyper = tuple(
+        (pol.eta, pol.l2, pol.schedule, pol.p, getattr(pol, "probe_batch_size", 0))
+        for pol in policies
+    )
     return _plan(hyper, policies[0].spec.actions)
 
 
 @functools.lru_cache(maxsize=64)
-def _plan(hyper: tuple[tuple[float, float, str, float], ...], layout) -> Plan:
-    inv = np.array([schedule == "inv_sqrt" for _, _, schedule, _ in hyper])
+def _plan(hyper: tuple[tuple[float, float, str, float, int], ...], layout) -> Plan:
+    eta, l2, schedule, p, batch = zip(*hyper)
+    inv = np.array([s == "inv_sqrt" for s in schedule])
     off = np.tile(layout.build(), (len(hyper), 1))
     off.flags.writeable = False
     return Plan(
-        neg_eta=-np.array([eta for eta, _, _, _ in hyper])[:, None, None],
+        neg_eta=-np.array(eta)[:, None, None],
         inv_sqrt=inv if inv.any() else None,
-        l2=np.array([l2 for _, l2, _, _ in hyper])[:, None, None],
-        probers=tuple(i for i, (_, _, _, p) in enumerate(hyper) if p > 0),
+        l2=np.array(l2)[:, None, None],
+        probers=tuple(i for i, w in enumerate(p) if w > 0),
         off=off,
+        p=np.array(p, np.float64),
+        batch=np.array(batch, np.intp),
     )
 
 
@@ -349,13 +361,15 @@ def act_arrays(
         else:
             n_valid = np.array([np.count_nonzero(probe_mask[i]) for i in probers])
         held = n_valid > 0
-        for rows, idx in probe_batches(policies, probers[held], n_valid[held]):
+        holders = probers[held]
+        batches = probe_batches(policies, holders, n_valid[held], constants.batch[holders])
+        for rows, idx in batches:
             if isinstance(probe_X, np.ndarray):
                 PX, PT = probe_X[rows[:, None], idx], probe_T[rows[:, None], idx]
             else:
                 PX = np.stack([probe_X[i].take(b, 0) for i, b in zip(rows, idx)])
                 PT = np.stack([probe_T[i].take(b, 0) for i, b in zip(rows, idx)])
-            probes.append((rows, PX, PT, np.array([policies[i].p for i in rows])))
+            probes.append((rows, PX, PT, constants.p[rows]))
     neg_eta = constants.neg_eta
     if constants.inv_sqrt is not None:
         t = np.asarray(steps, dtype=np.float64)

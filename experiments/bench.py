@@ -12,7 +12,7 @@ other learner plays MSGD, and each run is scored on the focal learner at the end
 
 Markets and seeds are fixed, so results are comparable across versions and policies::
 
-    from choicemarket.experiments.bench import evaluate_policy
+    from .bench import evaluate_policy
     result = evaluate_policy(lambda spec, k: MyPolicy(spec, k), name="mine")
     print(result.table())
 """
@@ -30,8 +30,9 @@ import numpy as np
 
 from choicemarket.baselines import MSGD
 from choicemarket.baselines.registry import baseline_names, get_baseline
-from choicemarket.experiments.demo import worst_start_learners
-from choicemarket.experiments.runner import atomic_write, mean_se, simulate
+
+from .demo import worst_start_learners
+from .runner import atomic_write, mean_se, simulate
 
 BENCH_SEEDS = (0, 1, 2, 3, 4)
 SCORES = ("global_risk", "gap", "accuracy", "share", "social_cost")

@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", default=None, help="write the history to this .csv or .json")
     run.add_argument("--no-progress", action="store_true")
-    from choicemarket.experiments.sweep_cli import add_run_config_arguments, add_sweep_commands
+    from .sweep_cli import add_run_config_arguments, add_sweep_commands
 
     add_run_config_arguments(run)
     add_sweep_commands(sub)
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return _demo(args)
         if args.command == "run" and args.config is not None:
-            from choicemarket.experiments.sweep_cli import run_config
+            from .sweep_cli import run_config
 
             return run_config(args)
         if args.command == "run":
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             return _bench(args)
         if args.command in ("plot", "report", "configs"):
-            from choicemarket.experiments.sweep_cli import COMMANDS
+            from .sweep_cli import COMMANDS
 
             return COMMANDS[args.command](args)
         if args.command == "datasets":
@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from choicemarket.experiments.demo import run_demo
+    from .demo import run_demo
 
     prober = None if args.prober == "auto" else int(args.prober)
     start = time.perf_counter()
@@ -170,7 +170,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from choicemarket.baselines import MSGD, MSGDP
-    from choicemarket.experiments.runner import simulate
+
+    from .runner import simulate
 
     market = dict(
         dataset=args.dataset,
@@ -222,7 +223,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from choicemarket.baselines.registry import baseline_names, get_baseline
-    from choicemarket.experiments.bench import BENCH_SEEDS, SUITE, run_bench
+
+    from .bench import BENCH_SEEDS, SUITE, run_bench
 
     if args.list:
         for m in SUITE:

@@ -16,7 +16,8 @@ import numpy as np
 
 from choicemarket.baselines import MSGD, MSGDP
 from choicemarket.envs.market_v0 import raw_env
-from choicemarket.experiments.runner import History, atomic_write, mean_se, simulate
+
+from .runner import History, atomic_write, mean_se, simulate
 
 DEMO_MARKET = dict(
     dataset="acs-income",

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from choicemarket.experiments.runner import atomic_write, mean_se
-from choicemarket.experiments.sweep import load_runs
+from .runner import atomic_write, mean_se
+from .sweep import load_runs
 
 LABELS = {
     "global_accuracy": "test accuracy",

@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from choicemarket.experiments.figures import (
+from .figures import (
     baseline_value,
     default_metric,
     final_stats,
@@ -17,8 +17,8 @@ from choicemarket.experiments.figures import (
     probers_of,
     x_key,
 )
-from choicemarket.experiments.runner import atomic_write
-from choicemarket.experiments.sweep import load_runs
+from .runner import atomic_write
+from .sweep import load_runs
 
 
 def _fmt(metric: str, value: float) -> str:

@@ -312,6 +312,7 @@ def simulate(
     out: str | os.PathLike | None = None,
     snapshot_every: int | None = None,
     max_batch: int = MAX_BATCH,
+    collective: Any | None = None,
     **market_kwargs: Any,
 ) -> History:
     """Run one episode per seed and record every learner at each evaluation point.
@@ -333,6 +334,8 @@ def simulate(
             ``{seed: {step: theta}}``).
         max_batch: episodes advanced together (a factory gives each its own policies; the
             objects of a ``{agent: policy}`` mapping play one episode after another).
+        collective: the collective's policy when ``policies`` is a factory: an object with
+            ``act(observation)`` (played in every episode) or a factory ``() -> policy``.
 
     When learners may enter and leave, policies act only for the learners present (MSGD-P
     naming only present peers), rows cover the learners present at each evaluation point, and
@@ -356,7 +359,9 @@ def simulate(
             pols = _learner_policies(spec, agents, policies)
             learner_pols.append(pols)
             if cfg.collective_fraction:  # a scripted planting collective unless one is given
-                given = policies.get(COLLECTIVE) if isinstance(policies, Mapping) else None
+                given = policies.get(COLLECTIVE) if isinstance(policies, Mapping) else collective
+                if given is not None and not hasattr(given, "act") and callable(given):
+                    given = given()
                 coll_pols.append(given or FixedCollective(n_learners=spec.n_learners))
         if "policies" not in history.meta:
             described = dict(zip(agents, learner_pols[0]))

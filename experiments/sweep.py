@@ -22,8 +22,9 @@ from typing import Any
 from choicemarket.baselines import FixedCollective
 from choicemarket.envs.market.config import MarketConfig
 from choicemarket.envs.market.core import MarketCore
-from choicemarket.experiments.experiment import Experiment, Run, build_policies
-from choicemarket.experiments.runner import _json_value, atomic_write, run_markets
+
+from .experiment import Experiment, Run, build_policies
+from .runner import _json_value, atomic_write, run_markets
 
 BACKENDS = ("process", "ray")
 MAX_BATCH = 64  # markets per chunk: beyond this the arrays outgrow the caches
@@ -36,7 +37,7 @@ def resolve_probers(market: dict, policy: dict) -> list[int]:
         return []
     if policy["probers"] != "worst":
         return list(policy["probers"])
-    from choicemarket.experiments.demo import worst_start_learners
+    from .demo import worst_start_learners
 
     return worst_start_learners(market, policy["n_probers"])
 

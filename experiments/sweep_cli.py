@@ -43,8 +43,8 @@ def add_sweep_commands(sub) -> None:
 
 
 def run_config(args: argparse.Namespace) -> int:
-    from choicemarket.experiments.experiment import load_experiment
-    from choicemarket.experiments.sweep import run_sweep
+    from .experiment import load_experiment
+    from .sweep import run_sweep
 
     exp = load_experiment(args.config, overrides=args.set, real=args.real)
     out = Path(args.out) if args.out else Path("results") / exp.name
@@ -65,7 +65,7 @@ def run_config(args: argparse.Namespace) -> int:
 
 
 def plot(args: argparse.Namespace) -> int:
-    from choicemarket.experiments.figures import plot_results
+    from .figures import plot_results
 
     for path in plot_results(args.results, args.out, args.metric):
         print(f"wrote {path}")
@@ -73,7 +73,7 @@ def plot(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from choicemarket.experiments.report import write_report
+    from .report import write_report
 
     print(f"wrote {write_report(args.results, args.out, figures=not args.no_figures)}")
     return 0
@@ -82,7 +82,7 @@ def report(args: argparse.Namespace) -> int:
 def configs(args: argparse.Namespace) -> int:
     import yaml
 
-    from choicemarket.experiments.experiment import config_dir, config_names
+    from .experiment import config_dir, config_names
 
     for name in config_names():
         raw = yaml.safe_load((config_dir() / f"{name.replace('-', '_')}.yaml").read_text())

@@ -1,3 +1,3 @@
-from choicemarket.experiments.cli import main
+from .experiments.cli import main
 
 raise SystemExit(main())

@@ -5,6 +5,7 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
 
 import choicemarket.experiments.runner as runner
@@ -191,3 +192,19 @@ def test_no_update_policy_keeps_parameters_and_never_probes():
         losses = {r["global_loss"] for r in h.rows if r["agent"] == agent}
         assert len(losses) == 1
     assert all(r["probe_queries"] == 0 for r in h.rows)
+
+
+def test_simulate_takes_the_collective_policy_with_a_factory():
+    from choicemarket.baselines import MSGD, FixedCollective
+
+    market = dict(SMALL, collective_fraction=0.3, collective_signal=[(0, 3.0)])
+    h = simulate(
+        market,
+        policies=lambda spec, k: MSGD(spec, eta=0.05),
+        collective=FixedCollective("plant", destination=1, label=1),
+        seeds=[0, 1],
+    )
+    assert "destination=1" in h.meta["policies"]["collective"]
+    last = [r for r in h.final() if r["learner"] >= 0]
+    by = {k: np.mean([r["planting_success"] for r in last if r["learner"] == k]) for k in range(3)}
+    assert by[1] > max(by[0], by[2])  # the destination learner carries the signal
