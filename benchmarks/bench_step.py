@@ -6,9 +6,13 @@ preference with p = 0.4, N_probe = 100, b_p = 150; the others run MSGD. Measured
 - ``api``: ``ParallelEnv.step`` with dict observations/actions, policies via ``act_all``;
 - ``api, fixed actions``: the same environment stepped with precomputed actions (no policy);
 - ``core``: ``MarketCore`` and ``act_arrays`` on arrays, no observation dicts (M = 1);
-- ``core, M markets``: M independent markets in one set of arrays (market-steps per second).
+- ``core, M markets``: M independent markets in one set of arrays (market-steps per second);
+- ``episode loop, M markets``: ``run_markets`` (what ``simulate``, sweeps and the demo run:
+  policies, steps, evaluations and history rows), market-steps per second.
 
-Each figure is the median (and best) of ``--repeats`` timed runs of ``--steps`` steps.
+Each figure is the median (and best) of ``--repeats`` timed runs of ``--steps`` steps, and its
+ratio to the reference-style loop (``../shared/bench/refloop.py`` beside the repository, the
+same per-step work as the published code) timed in the same process before each figure.
 
     python benchmarks/bench_step.py
 """
@@ -16,10 +20,12 @@ Each figure is the median (and best) of ``--repeats`` timed runs of ``--steps`` 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 from core_step import core_step  # benchmarks/core_step.py, beside this script
@@ -27,6 +33,9 @@ from core_step import core_step  # benchmarks/core_step.py, beside this script
 from choicemarket.baselines import MSGD, MSGDP, act_all
 from choicemarket.envs import MarketConfig, MarketCore
 from choicemarket.envs.market_v0 import raw_env
+from choicemarket.experiments.runner import run_markets
+
+REFLOOP = Path(__file__).resolve().parents[2] / "shared" / "bench" / "refloop.py"
 
 MARKET = dict(
     dataset="acs-income",
@@ -79,6 +88,26 @@ def time_core(steps: int, n_markets: int = 1) -> float:
     return steps * n_markets / (time.perf_counter() - start)
 
 
+def time_loop(steps: int, n_markets: int) -> float:
+    cfg = MarketConfig(**MARKET, max_steps=steps, eval_every=100)
+    spec = MarketCore(cfg).spec
+    pols = policies_for(spec, n_markets)
+    per_market = [pols[m * spec.n_learners : (m + 1) * spec.n_learners] for m in range(n_markets)]
+    start = time.perf_counter()
+    run_markets(cfg, per_market, list(range(n_markets)))
+    return steps * n_markets / (time.perf_counter() - start)
+
+
+def reference_rate(path: Path) -> float | None:
+    """Steps per second of the reference-style loop, or None where it is not beside us."""
+    if not path.exists():
+        return None
+    spec = importlib.util.spec_from_file_location("refloop", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.steps_per_second(T=2000)
+
+
 def measure(fn, steps: int, repeats: int, *extra) -> tuple[float, float]:
     fn(200, *extra)  # warm up (population, caches)
     rates = [fn(steps, *extra) for _ in range(repeats)]
@@ -105,22 +134,29 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--markets", type=int, nargs="*", default=[25, 100])
+    parser.add_argument("--loop-markets", type=int, nargs="*", default=[64])
+    parser.add_argument("--refloop", type=Path, default=REFLOOP)
     args = parser.parse_args()
     print(
         f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}, "
         f"{os.cpu_count()} cores, BLAS: {_blas()}"
     )
-    print(f"{'mode':<34}{'median steps/s':>16}{'best':>10}")
+    print(f"{'mode':<34}{'median steps/s':>16}{'best':>10}{'x refloop':>11}")
     rows = [
         ("api (ParallelEnv + MSGD-P policies)", time_api, ()),
         ("api, fixed actions (no policy)", time_api_fixed, ()),
         ("core, no API layer (M = 1)", time_core, (1,)),
     ]
     rows += [(f"core, M = {m} markets", time_core, (m,)) for m in args.markets]
+    rows += [(f"episode loop, M = {m} markets", time_loop, (m,)) for m in args.loop_markets]
     for name, fn, extra in rows:
         steps = args.steps if not extra or extra[0] == 1 else max(200, args.steps // extra[0] * 4)
+        ref = reference_rate(args.refloop)
         med, best = measure(fn, steps, args.repeats, *extra)
-        print(f"{name:<34}{med:>16,.0f}{best:>10,.0f}")
+        ratio = f"{med / ref:>11.2f}" if ref else f"{'-':>11}"
+        print(f"{name:<34}{med:>16,.0f}{best:>10,.0f}{ratio}")
+    if not args.refloop.exists():
+        print(f"(no reference loop at {args.refloop}: ratios left out)")
 
 
 if __name__ == "__main__":

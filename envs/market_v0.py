@@ -12,7 +12,8 @@ Description
     ``alpha_jk <- alpha_jk (1 - mw_rate)^{R_jk}``. ``user_types`` fixes a fraction of users as
     loyal, quality-seeking, random or collective; with ``outside_threshold`` users whom every
     learner serves worse than the threshold leave (unserved) and return at ``return_rate``
-    per step (see :mod:`choicemarket.envs.market.choice`). A learner
+    per step (see :mod:`choicemarket.envs.market.choice`). Every choice rule composes with
+    learners entering and leaving, the collective and the outside option. A learner
     sees only the users who chose it. Its action moves its parameters and may ask to probe
     peer models (pseudo-label covariates with their predictions).
 
@@ -95,7 +96,8 @@ Episode end
 
 Arguments
     Every field of :class:`~choicemarket.envs.market.config.MarketConfig` as a keyword argument,
-    plus ``render_mode`` (``None`` or ``"ansi"``).
+    flat or in one mapping per component (``choice={...}``, ``entry_exit={...}``, see
+    ``GROUPS``), plus ``render_mode`` (``None`` or ``"ansi"``).
 """
 
 from __future__ import annotations

@@ -99,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_commands(sub)
 
     sub.add_parser("datasets", help="list the registered datasets")
-    sub.add_parser("options", help="list the market options and their defaults")
+    sub.add_parser(
+        "options", help="list the market options and their defaults, by the component owning them"
+    )
     _add_bench_parser(sub)
     return parser
 
@@ -139,8 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print("\n".join(dataset_names()))
             return 0
-        for key, value in MarketConfig().to_dict().items():
-            print(f"{key} = {value!r}")
+        for group, values in MarketConfig().grouped().items():
+            print(f"[{group}]")
+            for key, value in values.items():
+                print(f"{key} = {value!r}")
         return 0
     except ValueError as exc:
         print(f"choicemarket: error: {exc}", file=sys.stderr)

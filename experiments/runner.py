@@ -199,6 +199,7 @@ def run_markets(
     all_msgd = bool(is_msgd.all())
     full_plan = plan(flat) if all_msgd else None
     caches: list[dict] = [{} for _ in range(M)]
+    probe32: tuple = (None,)
     for _ in range(cfg.max_steps):
         t = s.step
         acting = None if core.active is None else core.active.reshape(K)
@@ -207,7 +208,13 @@ def run_markets(
         if len(rows_msgd):
             X, T, mask = (a.reshape(K, *a.shape[2:]) for a in core.padded_users(_F32))
             theta32 = s.theta.reshape(K, o, d).astype(_F32)
-            pX, pT = s.probe_X.reshape(K, Np, d), s.probe_T.reshape(K, Np, -1)
+            if probe32[0] != s.probe_version:  # float32 probe sets, converted when they change
+                probe32 = (
+                    s.probe_version,
+                    s.probe_X.reshape(K, Np, d).astype(_F32),
+                    s.probe_T.reshape(K, Np, -1).astype(_F32),
+                )
+            _, pX, pT = probe32
             valid = np.broadcast_to(s.probe_valid.reshape(K, 1), (K, Np))
             steps = np.full(K, t)
             present = None if acting is None else np.repeat(core.active, n, 0)
