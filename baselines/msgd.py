@@ -275,21 +275,42 @@ class Plan:
     off: np.ndarray  # (K, A) actions with no update and every flag off
     p: np.ndarray  # (K,) probing weights
     batch: np.ndarray  # (K,) probe batch sizes b_p (0 for MSGD)
+    every: np.ndarray  # (K,) MSGD-P's probe_every (0: only at the first step)
+    scheduled: np.ndarray  # (K,) bool: requests follow MSGDP.probe_request's schedule
+
+    def requests_due(self, policies: Sequence[MSGD], steps: Sequence[float]) -> list[int]:
+        """The probers that may request a probe at ``steps``: those on MSGD-P's schedule at
+        the first step or a multiple of ``probe_every``, and every prober with its own rule."""
+        rows = np.array(self.probers, np.intp)
+        if not len(rows):
+            return []
+        t = np.asarray(steps, dtype=np.int64)[rows]
+        every = self.every[rows]
+        due = (t == 0) | ((every > 0) & (t % np.maximum(every, 1) == 0)) | ~self.scheduled[rows]
+        return rows[due].tolist()
 
 
 def plan(policies: Sequence[MSGD]) -> Plan:
     """Array constants of ``policies`` (a function of their hyperparameters only, memoised on
     their values: a policy whose settings change gets a new plan)."""
     hyper = tuple(
-        (pol.eta, pol.l2, pol.schedule, pol.p, getattr(pol, "probe_batch_size", 0))
+        (
+            pol.eta,
+            pol.l2,
+            pol.schedule,
+            pol.p,
+            getattr(pol, "probe_batch_size", 0),
+            getattr(pol, "probe_every", None) or 0,
+            type(pol).probe_request in (MSGD.probe_request, MSGDP.probe_request),
+        )
         for pol in policies
     )
     return _plan(hyper, policies[0].spec.actions)
 
 
 @functools.lru_cache(maxsize=64)
-def _plan(hyper: tuple[tuple[float, float, str, float, int], ...], layout) -> Plan:
-    eta, l2, schedule, p, batch = zip(*hyper)
+def _plan(hyper: tuple[tuple], layout) -> Plan:
+    eta, l2, schedule, p, batch, every, scheduled = zip(*hyper)
     inv = np.array([s == "inv_sqrt" for s in schedule])
     off = np.tile(layout.build(), (len(hyper), 1))
     off.flags.writeable = False
@@ -301,6 +322,8 @@ def _plan(hyper: tuple[tuple[float, float, str, float, int], ...], layout) -> Pl
         off=off,
         p=np.array(p, np.float64),
         batch=np.array(batch, np.intp),
+        every=np.array(every, np.int64),
+        scheduled=np.array(scheduled, bool),
     )
 
 
@@ -378,7 +401,7 @@ def act_arrays(
     actions = constants.off.copy()
     bound = layout.max_update
     np.minimum(np.maximum(update.reshape(K, P), -bound), bound, out=actions[:, :P])
-    for i in constants.probers:
+    for i in constants.requests_due(policies, steps):
         probe, peers, route = policies[i].probe_request(int(steps[i]))
         if probe and active is not None:
             on = np.asarray(active)

@@ -58,3 +58,27 @@ def test_msgd_update_is_mix_of_own_and_probe_gradients():
     h = mean_gradient(family, theta[1:], PX[None], PT[None])[0]
     np.testing.assert_allclose(u[0], -0.01 * (g[0] + 0.1 * theta[0]), rtol=1e-6)
     np.testing.assert_allclose(u[1], -0.01 * ((g[1] + 0.5 * h) / 1.5 + 0.1 * theta[1]), rtol=1e-5)
+
+
+def test_own_probe_schedules_are_asked_every_step():
+    """MSGD-P's schedule is known in advance; a subclass with its own rule is asked each step."""
+    env = raw_env(**MARKET, max_steps=6)
+    spec = env.spec_info
+
+    class OddSteps(MSGDP):
+        def probe_request(self, t):
+            return t % 2 == 1, (), True
+
+    pols = {
+        "learner_0": OddSteps(spec, 0, p=0.5),
+        "learner_1": MSGDP(spec, 1, p=0.5, probe_every=4),
+        "learner_2": MSGD(spec),
+    }
+    obs, _ = env.reset(seed=0)
+    asked = []
+    while env.agents:
+        actions = act_all(pols, obs)
+        asked.append([bool(actions[a][spec.n_params] > 0) for a in ("learner_0", "learner_1")])
+        obs, *_ = env.step(actions)
+    assert [a for a, _ in asked] == [False, True, False, True, False, True]
+    assert [b for _, b in asked] == [True, False, False, False, True, False]
