@@ -309,3 +309,20 @@ def test_preference_labels_must_be_integers(bad):
     """Non-integer preference labels are rejected, naming ``preferences``."""
     with pytest.raises(ValueError, match="preferences"):
         parallel_env(dataset="two-slopes", n_learners=2, preferences=bad)
+
+
+def test_closed_environments_are_freed():
+    """Asking for spaces keeps no environment alive (no cache holds them)."""
+    import gc
+    import weakref
+
+    refs = []
+    for _ in range(5):
+        env = parallel_env(dataset="two-slopes", n_learners=2, preferences="category")
+        env.observation_space("learner_0")
+        env.action_space("learner_1")
+        refs.append(weakref.ref(env))
+        env.close()
+        del env
+    gc.collect()
+    assert all(r() is None for r in refs)

@@ -208,3 +208,15 @@ def test_simulate_takes_the_collective_policy_with_a_factory():
     last = [r for r in h.final() if r["learner"] >= 0]
     by = {k: np.mean([r["planting_success"] for r in last if r["learner"] == k]) for k in range(3)}
     assert by[1] > max(by[0], by[2])  # the destination learner carries the signal
+
+
+def test_atomic_write_never_changes_the_umask(tmp_path, monkeypatch):
+    """Writing a result reads no umask by setting it (a thread creating files meanwhile would
+    get world-writable ones)."""
+
+    def forbidden(*args):
+        raise AssertionError("os.umask called")
+
+    monkeypatch.setattr(os, "umask", forbidden)
+    path = runner.atomic_write(tmp_path / "r.csv", "a,b\n")
+    assert path.read_text() == "a,b\n"
