@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from choicemarket.envs.checks import is_integer, is_real
 from choicemarket.envs.market.losses import mean_gradient
 from choicemarket.envs.market.spec import MarketSpec
 
@@ -46,10 +46,10 @@ class MSGD:
         l2: float | None = None,
         schedule: str = "constant",
     ) -> None:
-        if not (_real(eta) and eta > 0):
+        if not (is_real(eta) and eta > 0):
             raise ValueError(f"eta must be a finite number > 0, got {eta!r}")
         l2 = spec.l2 if l2 is None else l2
-        if not (_real(l2) and l2 >= 0):
+        if not (is_real(l2) and l2 >= 0):
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
@@ -117,8 +117,8 @@ class MSGDP(MSGD):
     ) -> None:
         super().__init__(spec, eta=eta, l2=l2, schedule=schedule)
         n = spec.n_learners
-        k = _learner_index(agent, n)
-        if not (_real(p) and p >= 0):
+        k = learner_index(agent, n)
+        if not (is_real(p) and p >= 0):
             raise ValueError(f"p must be a finite number >= 0, got {p!r}")
         if scenario not in SCENARIOS:
             raise ValueError(f"scenario must be one of {SCENARIOS}, got {scenario!r}")
@@ -130,9 +130,9 @@ class MSGDP(MSGD):
             peers = tuple(sorted({int(j) for j in peers}))
             if peers[0] < 0 or peers[-1] >= n:
                 raise ValueError(f"peers must be learner indices in 0..{n - 1}")
-        if not _integer(probe_batch_size) or probe_batch_size < 1:
+        if not is_integer(probe_batch_size) or probe_batch_size < 1:
             raise ValueError(f"probe_batch_size must be an integer >= 1, got {probe_batch_size!r}")
-        if probe_every is not None and (not _integer(probe_every) or probe_every < 1):
+        if probe_every is not None and (not is_integer(probe_every) or probe_every < 1):
             raise ValueError(f"probe_every must be None or an integer >= 1, got {probe_every!r}")
         self.agent, self.p, self.scenario = k, float(p), scenario
         self.leader, self.include_self = int(leader), bool(include_self)
@@ -242,18 +242,10 @@ def probe_batches(
     return out
 
 
-def _real(v: object) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _integer(v: object) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _learner_index(agent: int | str, n: int) -> int:
+def learner_index(agent: int | str, n: int) -> int:
     """``k`` from ``k`` or ``"learner_k"``; anything else raises ValueError naming ``agent``."""
     k = None
-    if _integer(agent):
+    if is_integer(agent):
         k = int(agent)
     elif isinstance(agent, str) and agent.startswith("learner_") and agent[8:].isdigit():
         k = int(agent[8:])

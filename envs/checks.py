@@ -13,6 +13,11 @@ def is_real(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def is_integer(v: Any) -> bool:
+    """An integer (bools excluded)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
 def int_at_least(cfg: Any, name: str, low: int) -> None:
     v = getattr(cfg, name)
     if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:

@@ -29,7 +29,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from choicemarket.baselines.msgd import _real
+from choicemarket.envs.checks import is_real
 from choicemarket.envs.market.losses import logits
 from choicemarket.envs.market.spec import MarketSpec
 
@@ -48,7 +48,7 @@ class ObservationFeatures:
         peer_shares: bool = False,
     ) -> None:
         for name, v in (("param_scale", param_scale), ("clip", clip)):
-            if not (_real(v) and v > 0):
+            if not (is_real(v) and v > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
         if not isinstance(peer_shares, bool):
             raise ValueError(f"peer_shares must be True or False, got {peer_shares!r}")

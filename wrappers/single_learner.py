@@ -24,7 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 from choicemarket.baselines import MSGD, act_all
-from choicemarket.baselines.msgd import _learner_index
+from choicemarket.baselines.msgd import learner_index
 from choicemarket.baselines.seeding import policy_seed
 from choicemarket.envs.market.spec import MarketSpec
 from choicemarket.envs.market_v0 import raw_env
@@ -68,7 +68,7 @@ class SingleLearner(gym.Env):
         self.spec_info: MarketSpec = market.spec_info
         n = self.spec_info.n_learners
         try:
-            self.ego = _learner_index(ego, n)
+            self.ego = learner_index(ego, n)
         except ValueError:
             raise ValueError(
                 f"ego must be a learner index in 0..{n - 1} or 'learner_k', got {ego!r}"
@@ -140,7 +140,7 @@ def _opponents(market: raw_env, ego: int, opponents: OpponentsArg) -> dict[str, 
         )
     given = {}
     for key, policy in opponents.items():
-        k = _learner_index(key, len(agents))
+        k = learner_index(key, len(agents))
         if k == ego:
             raise ValueError(f"opponents must not include the ego learner {agents[ego]!r}")
         given[agents[k]] = policy

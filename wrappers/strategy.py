@@ -34,7 +34,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from choicemarket.baselines.msgd import SCHEDULES, _integer, _real, msgd_update, probe_rows
+from choicemarket.baselines.msgd import SCHEDULES, msgd_update, probe_rows
+from choicemarket.envs.checks import is_integer, is_real
 from choicemarket.envs.market.spec import MarketSpec
 
 __all__ = ["StrategyActions", "StrategyKnobs"]
@@ -68,13 +69,13 @@ class StrategyKnobs:
     ) -> None:
         l2 = spec.l2 if l2 is None else l2
         for name, v in (("eta", eta), ("step_range", step_range), ("p_max", p_max)):
-            if not (_real(v) and v > 0):
+            if not (is_real(v) and v > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
-        if not (_real(l2) and l2 >= 0):
+        if not (is_real(l2) and l2 >= 0):
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-        if not _integer(probe_batch_size) or probe_batch_size < 1:
+        if not is_integer(probe_batch_size) or probe_batch_size < 1:
             raise ValueError(f"probe_batch_size must be an integer >= 1, got {probe_batch_size!r}")
         n = spec.n_learners
         self.spec, self.agent = spec, int(agent)

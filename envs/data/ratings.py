@@ -24,9 +24,11 @@ import numbers
 
 import numpy as np
 
-from ..market.losses import NORMALISATIONS
 from .preprocess import check_bool
 from .registry import Dataset
+
+# how the masked squared loss of a ratings market averages (see the market's losses.py)
+NORMALISATIONS: tuple[str, ...] = ("items", "rated")
 
 
 def factorise(

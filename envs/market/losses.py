@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special
 
+from ..data.ratings import NORMALISATIONS
+
 
 def logits(theta: np.ndarray, X: np.ndarray) -> np.ndarray:
     """``z[..., k, b, :] = theta[..., k] @ X[..., b]``: shape (..., n, B, o)."""
@@ -24,9 +26,6 @@ def logits(theta: np.ndarray, X: np.ndarray) -> np.ndarray:
 
 
 _sigmoid = special.expit
-
-
-NORMALISATIONS: tuple[str, ...] = ("items", "rated")
 
 
 @dataclass(frozen=True)
