@@ -5,8 +5,11 @@ told otherwise). Spaces are the market's own for that learner: the action is the
 market action ``[update | probe | peers | route_by_preference]`` and the observation its
 ``Dict`` observation (see :mod:`choicemarket.envs.market_v0`). The reward is the ego's market
 reward (``reward="local"``, ``"global"`` or ``"share"``, minus ``probe_cost`` per query).
-``terminated`` is always False; ``truncated`` is True at ``max_steps``. ``info`` is the ego's
-market info.
+``terminated`` is True only when the ego leaves the market (``exit_share`` > 0); ``truncated``
+is True at ``max_steps``. ``info`` is the ego's market info. Every market variant works:
+learners that enter are played by their scripted policies from the step they enter (the ego
+must be present from the start), and a collective (``collective_fraction`` > 0) plays
+``opponents["collective"]`` (default: :class:`~choicemarket.baselines.FixedCollective`).
 
 Seeding: ``reset(seed=s)`` seeds the market with ``s`` and resets opponent ``k`` with
 ``SeedSequence([s, k])`` (the same seeds :func:`choicemarket.simulate` gives policy ``k``), so
@@ -23,9 +26,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from choicemarket.baselines import MSGD, act_all
+from choicemarket.baselines import MSGD, FixedCollective, act_all
 from choicemarket.baselines.msgd import learner_index
 from choicemarket.baselines.seeding import policy_seed
+from choicemarket.envs.market.collective import COLLECTIVE
 from choicemarket.envs.market.spec import MarketSpec
 from choicemarket.envs.market_v0 import raw_env
 
@@ -73,11 +77,17 @@ class SingleLearner(gym.Env):
             raise ValueError(
                 f"ego must be a learner index in 0..{n - 1} or 'learner_k', got {ego!r}"
             ) from None
+        if self.ego >= market.config.n_learners:
+            raise ValueError(
+                f"ego must be present from the start, one of 0..{market.config.n_learners - 1}, "
+                f"got {ego!r}"
+            )
         self.agent = market.possible_agents[self.ego]
         self.opponents = _opponents(market, self.ego, opponents)
         self.action_space = market.action_space(self.agent)
         self.observation_space = market.observation_space(self.agent)
         self._base_seed: int | None = None
+        self._finished = True
         self._unseeded_episodes = 0
         self._observations: dict = {}
 
@@ -101,18 +111,24 @@ class SingleLearner(gym.Env):
             if reset is not None:
                 reset(self.policy_seed(self.market.possible_agents.index(a)))
         self._observations = observations
+        self._finished = False
         return observations[self.agent], infos[self.agent]
 
     def step(self, action):
-        if not self.market.agents:
+        if self._finished or not self.market.agents:
             raise RuntimeError("step() called on a finished episode; call reset() first")
-        obs = self._observations
-        actions = act_all(self.opponents, {a: obs[a] for a in self.opponents})
+        obs, market = self._observations, self.market
+        present = [a for a in market.agents if a in self.opponents and a != COLLECTIVE]
+        actions = act_all(self.opponents, {a: obs[a] for a in present}, market.active_mask)
+        if COLLECTIVE in market.agents:
+            actions[COLLECTIVE] = self.opponents[COLLECTIVE].act(obs[COLLECTIVE])
         actions[self.agent] = action
-        observations, rewards, _, truncations, infos = self.market.step(actions)
+        observations, rewards, terminations, truncations, infos = market.step(actions)
         self._observations = observations
         a = self.agent
-        return observations[a], float(rewards[a]), False, bool(truncations[a]), infos[a]
+        terminated = bool(terminations[a])
+        self._finished = terminated or bool(truncations[a])  # the ego left, or time is up
+        return observations[a], float(rewards[a]), terminated, bool(truncations[a]), infos[a]
 
     def render(self) -> str | None:
         return self.market.render()
@@ -127,12 +143,17 @@ class SingleLearner(gym.Env):
 
 
 def _opponents(market: raw_env, ego: int, opponents: OpponentsArg) -> dict[str, Any]:
-    spec, agents = market.spec_info, market.possible_agents
+    spec = market.spec_info
+    agents = [a for a in market.possible_agents if a != COLLECTIVE]
     others = [k for k in range(len(agents)) if k != ego]
+    collective = {}
+    if market.collective is not None:
+        given = opponents.get(COLLECTIVE) if isinstance(opponents, Mapping) else None
+        collective[COLLECTIVE] = given or FixedCollective(n_learners=len(agents))
     if opponents is None:
-        return {agents[k]: MSGD(spec) for k in others}
+        return {**{agents[k]: MSGD(spec) for k in others}, **collective}
     if callable(opponents) and not isinstance(opponents, Mapping):
-        return {agents[k]: opponents(spec, k) for k in others}
+        return {**{agents[k]: opponents(spec, k) for k in others}, **collective}
     if not isinstance(opponents, Mapping):
         raise ValueError(
             "opponents must be None, a factory (spec, k) -> policy, or a mapping "
@@ -140,8 +161,10 @@ def _opponents(market: raw_env, ego: int, opponents: OpponentsArg) -> dict[str, 
         )
     given = {}
     for key, policy in opponents.items():
+        if key == COLLECTIVE:
+            continue
         k = learner_index(key, len(agents))
         if k == ego:
             raise ValueError(f"opponents must not include the ego learner {agents[ego]!r}")
         given[agents[k]] = policy
-    return {agents[k]: given.get(agents[k]) or MSGD(spec) for k in others}
+    return {**{agents[k]: given.get(agents[k]) or MSGD(spec) for k in others}, **collective}

@@ -234,3 +234,35 @@ def test_flat_observation_values_and_bounds():
         np.testing.assert_allclose(obs[P + 5 :], base.market.state_arrays.share[0])
     with pytest.raises(ValueError, match="SingleLearner"):
         FlatObservation(gym.make("CartPole-v1"))
+
+
+EXTENDED = {
+    "logit-outside": dict(choice_rule="logit", loyalty_bonus=0.2, outside_threshold=0.6),
+    "collective": dict(collective_fraction=0.2, collective_signal=[(0, 3.0)]),
+    "entry-exit": dict(
+        max_learners=4, entries=[(4, "fresh", None)], exit_share=0.3, exit_patience=2
+    ),
+}
+
+
+@pytest.mark.parametrize("env_id", sorted(GYM_IDS))
+@pytest.mark.parametrize("extension", list(EXTENDED.values()), ids=list(EXTENDED))
+def test_gymnasium_views_of_every_market_variant(env_id, extension):
+    market = dict(dataset="breast-cancer", n_learners=3, users_per_step=30, max_steps=12)
+    env = gym.make(f"choicemarket:{env_id}", ego=1, **market, **extension)
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, _ = env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        obs, reward, terminated, truncated, _ = env.step(
+            rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32)
+        )
+        assert np.isfinite(reward) and env.observation_space.contains(obs)
+        if terminated or truncated:
+            break
+    assert truncated or terminated
+
+
+def test_ego_must_be_present_from_the_start():
+    with pytest.raises(ValueError, match="present from the start"):
+        SingleLearner(ego=3, dataset="breast-cancer", n_learners=3, max_learners=4)
