@@ -39,6 +39,9 @@ class MSGD:
         schedule: ``"constant"`` (eta) or ``"inv_sqrt"`` (eta / sqrt(t + 1)).
     """
 
+    probe_batch_size = 0  # MSGD mixes in no probe batch ...
+    probe_every: int | None = None  # ... and never probes
+
     def __init__(
         self,
         spec: MarketSpec,
@@ -209,14 +212,16 @@ def msgd_update(
     learner's users (``X``, ``T``, ``mask``: (K, B, .)), or for a prober
     ``d_k = (g_k + p_k h_k) / (1 + p_k)`` with ``h_k`` the mean gradient on its probe batch.
     ``probes`` holds groups ``(rows (R,), covariates (R, b, d), targets (R, b, t), p (R,))``
-    of probers with equal batch sizes. ``l2`` and ``neg_eta`` broadcast against (K, o, d).
-    Gradients are computed in ``X``'s dtype.
+    of probers with equal batch sizes (or one prober: a slice of one row and a float p).
+    ``l2`` and ``neg_eta`` broadcast against (K, o, d). Gradients are computed in ``X``'s
+    dtype.
     """
     direction = mean_gradient(family, theta, X, T, mask)
     for rows, PX, PT, p in probes:
         PX, PT = PX.astype(X.dtype, copy=False), PT.astype(X.dtype, copy=False)
         h = mean_gradient(family, theta[rows], PX, PT)
-        direction[rows] = mix_probe_gradient(direction[rows], h, np.asarray(p)[:, None, None])
+        w = p if np.ndim(p) == 0 else np.asarray(p)[:, None, None]
+        direction[rows] = mix_probe_gradient(direction[rows], h, w)
     return gradient_step(direction, theta, l2, neg_eta)
 
 
@@ -256,6 +261,9 @@ def learner_index(agent: int | str, n: int) -> int:
     return k
 
 
+_SCHEDULED = (MSGD.probe_request, MSGDP.probe_request)  # requests on MSGD-P's own schedule
+
+
 @dataclass(frozen=True)
 class Plan:
     """The constants of K MSGD/MSGD-P policies as arrays (see :func:`plan`)."""
@@ -267,19 +275,18 @@ class Plan:
     off: np.ndarray  # (K, A) actions with no update and every flag off
     p: np.ndarray  # (K,) probing weights
     batch: np.ndarray  # (K,) probe batch sizes b_p (0 for MSGD)
-    every: np.ndarray  # (K,) MSGD-P's probe_every (0: only at the first step)
-    scheduled: np.ndarray  # (K,) bool: requests follow MSGDP.probe_request's schedule
+    schedules: tuple[tuple[int, int, bool], ...]  # per prober: row, probe_every (0: once),
+    # and whether its requests follow MSGDP.probe_request's schedule
 
-    def requests_due(self, policies: Sequence[MSGD], steps: Sequence[float]) -> list[int]:
+    def requests_due(self, steps: Sequence[float]) -> list[int]:
         """The probers that may request a probe at ``steps``: those on MSGD-P's schedule at
         the first step or a multiple of ``probe_every``, and every prober with its own rule."""
-        rows = np.array(self.probers, np.intp)
-        if not len(rows):
-            return []
-        t = np.asarray(steps, dtype=np.int64)[rows]
-        every = self.every[rows]
-        due = (t == 0) | ((every > 0) & (t % np.maximum(every, 1) == 0)) | ~self.scheduled[rows]
-        return rows[due].tolist()
+        due = []
+        for i, every, scheduled in self.schedules:
+            t = int(steps[i])
+            if not scheduled or t == 0 or (every and t % every == 0):
+                due.append(i)
+        return due
 
 
 def plan(policies: Sequence[MSGD]) -> Plan:
@@ -291,9 +298,9 @@ def plan(policies: Sequence[MSGD]) -> Plan:
             pol.l2,
             pol.schedule,
             pol.p,
-            getattr(pol, "probe_batch_size", 0),
-            getattr(pol, "probe_every", None) or 0,
-            type(pol).probe_request in (MSGD.probe_request, MSGDP.probe_request),
+            pol.probe_batch_size,
+            pol.probe_every or 0,
+            type(pol).probe_request in _SCHEDULED,
         )
         for pol in policies
     )
@@ -314,8 +321,7 @@ def _plan(hyper: tuple[tuple], layout) -> Plan:
         off=off,
         p=np.array(p, np.float64),
         batch=np.array(batch, np.intp),
-        every=np.array(every, np.int64),
-        scheduled=np.array(scheduled, bool),
+        schedules=tuple((i, every[i], scheduled[i]) for i, w in enumerate(p) if w > 0),
     )
 
 
@@ -369,7 +375,14 @@ def act_arrays(
     constants = plan(policies) if constants is None else constants
     K, P = len(policies), layout.n_params
     probes = []
-    if constants.probers:
+    if len(constants.probers) == 1:  # the common case: one prober, plain views
+        i = constants.probers[0]
+        n_valid = np.count_nonzero(probe_mask[i])
+        if n_valid:
+            b = probe_rows(policies[i].rng, n_valid, int(constants.batch[i]))
+            PX, PT = probe_X[i].take(b, 0)[None], probe_T[i].take(b, 0)[None]
+            probes.append((slice(i, i + 1), PX, PT, float(constants.p[i])))
+    elif constants.probers:
         probers = np.array(constants.probers, np.intp)
         if isinstance(probe_mask, np.ndarray):
             n_valid = np.count_nonzero(probe_mask[probers], axis=1)
@@ -393,7 +406,7 @@ def act_arrays(
     actions = constants.off.copy()
     bound = layout.max_update
     np.minimum(np.maximum(update.reshape(K, P), -bound), bound, out=actions[:, :P])
-    for i in constants.requests_due(policies, steps):
+    for i in constants.requests_due(steps):
         probe, peers, route = policies[i].probe_request(int(steps[i]))
         if probe and active is not None:
             on = np.asarray(active)

@@ -306,20 +306,17 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         """Per-agent info dicts (``metrics.learner_metrics`` of this market, with the
         baseline and the evaluation step)."""
         core, s, pop = self.core, self.core.state, self.core.population
-        metrics = learner_metrics(core, 0)
-        extra = {"baseline_loss": pop.baseline_loss, "baseline_accuracy": pop.baseline_accuracy}
+        tail = {
+            "baseline_loss": pop.baseline_loss,
+            "baseline_accuracy": pop.baseline_accuracy,
+            "eval_step": s.eval_step,
+        }
         if core.entry is not None:  # learners entering and leaving
-            extra["active_learners"] = int(core.entry.active[0].sum())
-            extra["events"] = [agent_event(e) for e in core.entry.step_events]
-        infos = {}
-        for k, a in enumerate(self._index):
-            if a not in self.agents:
-                continue
-            info = metrics[k]
-            info.pop("planting_success", None)
-            info.pop("erasing_success", None)
-            info.update(extra, eval_step=s.eval_step)
-            infos[a] = info
+            tail["active_learners"] = int(core.entry.active[0].sum())
+            tail["events"] = [agent_event(e) for e in core.entry.step_events]
+        present = set(self.agents)
+        metrics = learner_metrics(core, 0, tail=tail)
+        infos = {a: metrics[k] for k, a in enumerate(self._index) if a in present}
         if self.collective is not None and self.agents:
             infos[_collective.COLLECTIVE] = self.collective.info(0)
         return infos
@@ -394,20 +391,21 @@ def learner_observations(core: MarketCore, m: int = 0, cache: dict | None = None
     stats[0, :, 0] = s.counts[m] / s.batch.shape[1]
     stats[1, :, 0] = s.local_loss[m]
     step = np.array([s.step], f32)
+    parts = zip(params, X[m], T[m], mask[m], pX, pT, pmask, stats[0], stats[1])
     return [
         {
-            "params": params[k],
-            "covariates": X[m, k],
-            "targets": T[m, k],
-            "mask": mask[m, k],
-            "probe_covariates": pX[k],
-            "probe_targets": pT[k],
-            "probe_mask": pmask[k],
-            "share": stats[0, k],
-            "local_loss": stats[1, k],
+            "params": p,
+            "covariates": x,
+            "targets": t,
+            "mask": w,
+            "probe_covariates": px,
+            "probe_targets": pt,
+            "probe_mask": pw,
+            "share": sh,
+            "local_loss": ll,
             "step": step,
         }
-        for k in range(n)
+        for p, x, t, w, px, pt, pw, sh, ll in parts
     ]
 
 

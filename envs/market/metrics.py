@@ -60,9 +60,11 @@ def rewards(config: MarketConfig, core: MarketCore) -> np.ndarray:
     return r
 
 
-def learner_metrics(core: MarketCore, m: int) -> list[dict]:
-    """Market ``m``'s metrics, one dict per learner slot (``METRICS``, and the outside
-    option's and the collective's when the market has them)."""
+def learner_metrics(
+    core: MarketCore, m: int, head: list[dict] | None = None, tail: dict | None = None
+) -> list[dict]:
+    """Market ``m``'s metrics, one dict per learner slot: ``head[k]`` (if given), then
+    ``METRICS`` and the outside option's (when the market has one), then ``tail``."""
     s, pop = core.state, core.population
     B = s.batch.shape[1]
     gl, ga = s.global_loss[m].tolist(), s.global_accuracy[m].tolist()
@@ -70,7 +72,7 @@ def learner_metrics(core: MarketCore, m: int) -> list[dict]:
     queries = s.probe_queries[m].tolist()
     social = sum(v * c for v, c in zip(ll, users)) / B
     bl, ba = pop.baseline_loss, pop.baseline_accuracy
-    out = [
+    rows = [
         {
             "global_loss": gl[k],
             "global_accuracy": ga[k],
@@ -84,20 +86,20 @@ def learner_metrics(core: MarketCore, m: int) -> list[dict]:
         }
         for k in range(len(ll))
     ]
+    if head is not None:
+        rows = [{**h, **row} for h, row in zip(head, rows)]
     if core.outside is not None:
         om = core.outside.metrics(core)
         uf, of = float(om["unserved_fraction"][m]), float(om["outside_fraction"][m])
         gu, go = om["group_unserved"][m].tolist(), om["group_outside"][m].tolist()
-        for k, row in enumerate(out):
+        for k, row in enumerate(rows):
             row.update(
                 unserved_fraction=uf, outside_fraction=of, group_unserved=gu[k], group_outside=go[k]
             )
-    if core.collective is not None:
-        c = core.collective
-        planting, erasing = c.planting[m].tolist(), c.erasing[m].tolist()
-        for k, row in enumerate(out):
-            row.update(planting_success=planting[k], erasing_success=erasing[k])
-    return out
+    if tail:
+        for row in rows:
+            row.update(tail)
+    return rows
 
 
 def history_rows(
@@ -112,16 +114,18 @@ def history_rows(
         rows = []
         present = None if reported is None else reported[m]
         ret = returns[m].tolist()
-        for k, metrics in enumerate(learner_metrics(core, m)):
+        n = len(ret)
+        head = [
+            {"seed": int(seed), "step": s.step, "agent": f"learner_{k}", "learner": k}
+            for k in range(n)
+        ]
+        for k, row in enumerate(learner_metrics(core, m, head)):
             if present is not None and not present[k]:
                 continue
-            row = {"seed": int(seed), "step": s.step, "agent": f"learner_{k}", "learner": k}
-            row.update(metrics)
-            planting = row.pop("planting_success", None)
-            erasing = row.pop("erasing_success", None)
             row["return"] = ret[k]
             if core.collective is not None:
-                row["planting_success"], row["erasing_success"] = planting, erasing
+                row["planting_success"] = float(core.collective.planting[m, k])
+                row["erasing_success"] = float(core.collective.erasing[m, k])
                 row["member_loss"] = row["nonmember_loss"] = math.nan
             rows.append(row)
         if core.collective is not None:
