@@ -246,10 +246,8 @@ class MultiplicativeWeights(ChoiceRule):
         alpha = self.alpha
         if a.active is not None and not np.array_equal(a.active, self._active):
             self._admit(a.active)
-        weights = alpha[np.arange(len(alpha))[:, None], a.pref]  # (M, B, n)
-        if a.active is not None:
-            weights = weights * a.active[:, None, :]
-        choice = inverse_cdf(a.u, weights, 2)
+        allocation = alpha if a.active is None else alpha * a.active[:, None, :]
+        choice = multiplicative_weights(a.u, allocation, a.pref)
         risk, present = group_batch_risk(a.L, a.pref, alpha.shape[1])
         mw_update(alpha, risk, present, self.eps)
         return choice

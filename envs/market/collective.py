@@ -242,15 +242,13 @@ class Collective(Component):
         served = np.where(ok, s.served_loss, 0.0)
         self.other_loss = np.where(n_oth > 0, (served * oth).sum(1) / np.maximum(n_oth, 1), np.nan)
 
-    def evaluate(self, core: MarketCore) -> None:
-        self.measure(core.state.theta, core.population)
-
     def info(self, m: int = 0) -> dict:
         """Market ``m``'s figures (see :func:`info`)."""
         return info(self, m)
 
-    def measure(self, theta: np.ndarray, pop: Population) -> None:
+    def evaluate(self, core: MarketCore) -> None:
         """Every learner's planting/erasing success on the held-out users (at evaluations)."""
+        theta, pop = core.state.theta, core.population
         if self._signalled_test is None or self._signalled_test[0] is not pop:
             self._signalled_test = (pop, self.signal(pop.X_test))
         self.planting, self.erasing = success(

@@ -229,12 +229,6 @@ class EntryExit(Component):
         return slot
 
     def before_arrival(self, core: MarketCore) -> None:
-        self.enter(core)
-
-    def after_step(self, core: MarketCore) -> None:
-        self.leave(core)
-
-    def enter(self, core: MarketCore) -> None:
         """Bring in the learners due at the current step (scheduled, then asked for)."""
         t = core.state.step
         self.step_events = []
@@ -274,7 +268,7 @@ class EntryExit(Component):
         self.streak[m, slot] = -1  # the entry step's batch does not count toward an exit
         self._event(s.step, m, kind, slot, parent, len(moved))
 
-    def leave(self, core: MarketCore) -> None:
+    def after_step(self, core: MarketCore) -> None:
         """Update the below-threshold streaks with the current batch and retire learners."""
         cfg, s = self.config, core.state
         if cfg.exit_share <= 0:
