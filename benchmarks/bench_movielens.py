@@ -46,6 +46,7 @@ import numpy as np
 from core_step import core_step  # benchmarks/core_step.py, beside this script
 
 from choicemarket.baselines import MSGD, MSGDP, act_all
+from choicemarket.baselines.msgd import plan
 from choicemarket.envs import MarketConfig, MarketCore
 from choicemarket.envs.market_v0 import raw_env
 
@@ -91,11 +92,12 @@ def time_core(cfg: dict, steps: int, n_markets: int = 1) -> float:
     core = MarketCore(MarketConfig(**cfg, max_steps=steps + 1), n_markets=n_markets)
     spec = core.spec
     pols = policies_for(spec, n_markets)
+    constants = plan(pols)
     core.reset(seed=0)
-    core_step(core, pols, broadcast=True)  # the probe request and its answer
+    core_step(core, pols, broadcast=True, constants=constants)  # the probe request, answered
     start = time.process_time()
     for _ in range(steps):
-        core_step(core, pols, broadcast=True)
+        core_step(core, pols, broadcast=True, constants=constants)
     return steps * n_markets / (time.process_time() - start)
 
 

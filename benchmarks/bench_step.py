@@ -31,6 +31,7 @@ import numpy as np
 from core_step import core_step  # benchmarks/core_step.py, beside this script
 
 from choicemarket.baselines import MSGD, MSGDP, act_all
+from choicemarket.baselines.msgd import plan
 from choicemarket.envs import MarketConfig, MarketCore
 from choicemarket.envs.market_v0 import raw_env
 from choicemarket.experiments.runner import run_markets
@@ -81,10 +82,11 @@ def time_core(steps: int, n_markets: int = 1) -> float:
     core = MarketCore(MarketConfig(**MARKET, max_steps=steps), n_markets=n_markets)
     spec = core.spec
     pols = policies_for(spec, n_markets)
+    constants = plan(pols)
     core.reset(seed=0)
     start = time.perf_counter()
     for _ in range(steps):
-        core_step(core, pols)
+        core_step(core, pols, constants=constants)
     return steps * n_markets / (time.perf_counter() - start)
 
 

@@ -8,8 +8,11 @@ from choicemarket.baselines import act_arrays
 from choicemarket.envs.market.core import MarketCore
 
 
-def core_step(core: MarketCore, pols: list, broadcast: bool = False):
+def core_step(core: MarketCore, pols: list, broadcast: bool = False, constants=None):
     """Act for every learner of every market with ``act_arrays`` and step the core.
+
+    ``constants`` (``choicemarket.baselines.msgd.plan(pols)``) is built once by a caller that
+    steps many times, as the episode loop does.
 
     ``broadcast`` (one market only) gives each learner the whole batch as a zero-copy view
     plus its 0/1 mask instead of zero-padded copies: the same gradient, less writing.
@@ -34,5 +37,6 @@ def core_step(core: MarketCore, pols: list, broadcast: bool = False):
         s.probe_T.reshape(K, Np, -1),
         probe_mask,
         [s.step] * K,
+        constants=constants,
     )
     return core.step(actions.reshape(M, n, -1).astype(np.float64))
