@@ -33,7 +33,7 @@ class MSGD:
     """Multi-learner streaming gradient descent for one learner.
 
     Args:
-        spec: the market's :class:`MarketSpec` (``env.spec_info``).
+        spec: the market's :class:`MarketSpec` (``env.market_spec``).
         eta: base step size (> 0).
         l2: L2 weight lambda (>= 0); ``None`` uses the market's ``l2``.
         schedule: ``"constant"`` (eta) or ``"inv_sqrt"`` (eta / sqrt(t + 1)).

@@ -21,7 +21,7 @@ class Retrain:
     """Periodic exact refit on a sliding window of the learner's own users.
 
     Args:
-        spec: the market's :class:`MarketSpec` (``env.spec_info``).
+        spec: the market's :class:`MarketSpec` (``env.market_spec``).
         every: steps between refits (>= 1); the first refit is at step 0.
         window: number of most recent own users kept for the refit (>= 1).
         l2: ridge weight lambda (>= 0); ``None`` uses the market's ``l2``.

@@ -43,7 +43,7 @@ def settings(steps: int) -> dict[str, dict]:
 
 def time_api(steps: int, extra: dict) -> tuple[float, int]:
     env = raw_env(**MARKET, max_steps=steps, eval_every=steps, **extra)
-    spec = env.spec_info
+    spec = env.market_spec
     pols = dict(zip(env.possible_agents, policies_for(spec)))  # one per learner slot
     open_market = env.core.entry is not None
     obs, _ = env.reset(seed=0)

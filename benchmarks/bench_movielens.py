@@ -79,7 +79,7 @@ def policies_for(spec, n_markets: int = 1) -> list:
 
 def time_api(cfg: dict, steps: int) -> float:
     env = raw_env(**cfg, max_steps=steps + 1, eval_every=steps + 1)
-    pols = dict(zip(env.possible_agents, policies_for(env.spec_info)))
+    pols = dict(zip(env.possible_agents, policies_for(env.market_spec)))
     obs, _ = env.reset(seed=0)
     obs, *_ = env.step(act_all(pols, obs))  # the probe request and its answer
     start = time.process_time()

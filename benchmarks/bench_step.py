@@ -59,7 +59,7 @@ def policies_for(spec, n_markets: int = 1) -> list:
 
 def time_api(steps: int) -> float:
     env = raw_env(**MARKET, max_steps=steps, eval_every=steps)
-    pols = dict(zip(env.possible_agents, policies_for(env.spec_info)))
+    pols = dict(zip(env.possible_agents, policies_for(env.market_spec)))
     obs, _ = env.reset(seed=0)
     start = time.perf_counter()
     while env.agents:
@@ -70,7 +70,7 @@ def time_api(steps: int) -> float:
 def time_api_fixed(steps: int) -> float:
     env = raw_env(**MARKET, max_steps=steps, eval_every=steps)
     obs, _ = env.reset(seed=0)
-    actions = act_all(dict(zip(env.possible_agents, policies_for(env.spec_info))), obs)
+    actions = act_all(dict(zip(env.possible_agents, policies_for(env.market_spec))), obs)
     actions = {a: v * 0 for a, v in actions.items()}
     start = time.perf_counter()
     while env.agents:

@@ -8,6 +8,11 @@ import numbers
 from typing import Any
 
 
+class UnknownOptionError(TypeError, ValueError):
+    """An unexpected keyword argument: a ``TypeError``, as Python and Gymnasium raise for one,
+    and a ``ValueError``, as every other bad option here."""
+
+
 def is_real(v: Any) -> bool:
     """A finite real number (bools excluded)."""
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)

@@ -103,6 +103,7 @@ Arguments
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -132,7 +133,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         self.render_mode = render_mode
         self.config = MarketConfig.from_kwargs(**kwargs)
         self.core = MarketCore(self.config, n_markets=1)
-        self.spec_info = spec = self.core.spec
+        self.market_spec = spec = self.core.spec
         self.action_layout = spec.actions
         self.possible_agents = [f"learner_{k}" for k in range(spec.n_learners)]
         self.agents: list[str] = []
@@ -146,9 +147,15 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         self._probe_cache: dict = {}
         self._off_rows: np.ndarray | None = None  # 'off' actions of every slot
 
+    @property
+    def spec_info(self):
+        """Deprecated name of :attr:`market_spec` (too close to Gymnasium's ``env.spec``)."""
+        warnings.warn("spec_info is deprecated; use market_spec", DeprecationWarning, stacklevel=2)
+        return self.market_spec
+
     # ----------------------------------------------------------------- spaces
     def _make_observation_space(self) -> spaces.Dict:
-        s, c = self.spec_info, self.config
+        s, c = self.market_spec, self.config
         inf = np.float32(np.inf)
         tlow = 0.0 if s.family.is_classification else -inf
         thigh = 1.0 if s.family.is_classification else inf
@@ -250,7 +257,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
     def _full_actions(self, stacked: np.ndarray, learners: list[str]) -> np.ndarray:
         """The (n_slots, A) action array with 'off' rows for learners not present."""
         if self._off_rows is None:
-            n = self.spec_info.n_learners
+            n = self.market_spec.n_learners
             self._off_rows = np.tile(self.action_layout.build(), (n, 1))
         full = self._off_rows.astype(np.float64)
         full[[self._index[a] for a in learners]] = stacked

@@ -49,7 +49,7 @@ Arguments
 
 from __future__ import annotations
 
-import functools
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -77,7 +77,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         self.render_mode = render_mode
         self.config = ParticipationConfig.from_kwargs(**kwargs)
         self.core = ParticipationCore(self.config, n_markets=1)
-        self.spec_info = self.core.spec
+        self.market_spec = self.core.spec
         pop = self.core.population
         self.possible_agents = [f"learner_{k}" for k in range(self.config.n_learners)]
         self.agents: list[str] = []
@@ -96,12 +96,16 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             }
         )
 
-    @functools.cache  # noqa: B019  (spaces must be the same objects)
+    @property
+    def spec_info(self):
+        """Deprecated name of :attr:`market_spec` (too close to Gymnasium's ``env.spec``)."""
+        warnings.warn("spec_info is deprecated; use market_spec", DeprecationWarning, stacklevel=2)
+        return self.market_spec
+
     def observation_space(self, agent: str) -> spaces.Dict:
         self._check_agent(agent)
         return self._observation_space
 
-    @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> spaces.Box:
         self._check_agent(agent)
         return self._action_space

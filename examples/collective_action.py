@@ -56,7 +56,7 @@ def run(
         max_steps=steps,
         eval_every=steps,
     )
-    policies = {a: MSGD(env.spec_info, eta=ETA) for a in env.possible_agents if a != "collective"}
+    policies = {a: MSGD(env.market_spec, eta=ETA) for a in env.possible_agents if a != "collective"}
     if prober is not None:
         policies[f"learner_{prober.agent}"] = prober
     policies["collective"] = FixedCollective("plant", destination, 1)
@@ -73,7 +73,7 @@ def concentrated_critical_mass(k: int, steps: int, value: float) -> float:
     alpha / (alpha + (1 - alpha) s) of its users (s: its share without a collective), and it
     needs a fraction r = alpha*_k (the critical mass on its own model and clientele)."""
     env = raw_env(dataset="acs-income", n_learners=5, max_steps=steps, eval_every=steps)
-    policies = {a: MSGD(env.spec_info, eta=ETA) for a in env.possible_agents}
+    policies = {a: MSGD(env.market_spec, eta=ETA) for a in env.possible_agents}
     obs, _ = env.reset(seed=0)
     shares = []
     while env.agents:
@@ -125,7 +125,7 @@ def main() -> None:
 
     print(f"\n3. members all go to learner {k}; learner 2's success (probing learner {k} or not)")
     print(f"{'alpha':>8}{'p = 0':>10}{'p = 1':>10}")
-    spec = raw_env(dataset="acs-income", n_learners=5).spec_info
+    spec = raw_env(dataset="acs-income", n_learners=5).market_spec
     for alpha in (0.01, 0.02, 0.05, 0.1):
         cells = []
         for p in (0.0, 1.0):

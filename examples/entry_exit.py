@@ -45,7 +45,7 @@ def run(kind: str, seed: int, steps: int, exit_share: float, patience: int) -> d
         exit_patience=patience,
         fresh_share=spec.pop("fresh_share", 0.0),
     )
-    pols = {a: MSGD(env.spec_info, eta=0.01) for a in env.possible_agents}
+    pols = {a: MSGD(env.market_spec, eta=0.01) for a in env.possible_agents}
     obs, _ = env.reset(seed=seed)
     newcomer, shares = None, []
     while env.agents:

@@ -40,7 +40,7 @@ def synthetic() -> None:
     for name, start in STARTS.items():
         env = parallel_env(init_allocation=start, max_steps=500)
         obs, infos = env.reset(seed=0)
-        policies = {a: ExactRetraining(env.spec_info) for a in env.possible_agents}
+        policies = {a: ExactRetraining(env.market_spec) for a in env.possible_agents}
         totals = []
         while env.agents:
             obs, _, _, _, infos = env.step({a: policies[a].act(o) for a, o in obs.items()})

@@ -16,7 +16,7 @@ from choicemarket.envs import market_v0
 from choicemarket.envs.market.losses import mean_gradient
 
 env = market_v0.parallel_env(dataset="acs-income", max_steps=2000, render_mode="ansi")
-spec, layout = env.spec_info, env.action_layout
+spec, layout = env.market_spec, env.action_layout
 incumbents = {a: MSGD(spec, eta=0.01) for a in env.possible_agents[1:]}
 rng = np.random.default_rng(0)
 

@@ -134,7 +134,7 @@ def main() -> None:
         trained = Trained(model, env.get_wrapper_attr("knobs"))
         results["PPO (strategy knobs)"] = evaluate(env, trained, seeds)
         base = SingleLearner(ego=ego, **market)
-        spec = base.spec_info
+        spec = base.market_spec
         baselines = {
             "MSGD": MSGD(spec),
             "MSGD-P preference p=0.8": MSGDP(spec, ego, p=0.8),

@@ -35,7 +35,7 @@ def run(tau: float, seed: int, steps: int, scale: float) -> tuple[np.ndarray, fl
         max_steps=steps,
         eval_every=steps,
     )
-    policies = {a: MSGD(env.spec_info, eta=0.01) for a in env.possible_agents}
+    policies = {a: MSGD(env.market_spec, eta=0.01) for a in env.possible_agents}
     obs, infos = env.reset(seed=seed)
     while env.agents:
         obs, _, _, _, infos = env.step(act_all(policies, obs))

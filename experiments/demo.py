@@ -36,7 +36,7 @@ def worst_start_learners(market: dict, count: int = 1, exclude: tuple[int, ...] 
     ``exclude``; ties go to the lower index."""
     env = raw_env(**market)
     _, infos = env.reset(seed=0)
-    classify = env.spec_info.family.is_classification
+    classify = env.market_spec.family.is_classification
     key = "global_accuracy" if classify else "global_loss"
     values = [infos[a][key] for a in env.possible_agents]
     candidates = [k for k in range(len(values)) if k not in exclude]

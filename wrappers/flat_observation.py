@@ -113,7 +113,7 @@ class FlatObservation(gym.ObservationWrapper):
         if not hasattr(base, "market"):
             raise ValueError("env must be a SingleLearner (or wrap one)")
         self.features = ObservationFeatures(
-            base.spec_info, base.market.config.max_steps, param_scale, clip, peer_shares
+            base.market_spec, base.market.config.max_steps, param_scale, clip, peer_shares
         )
         self.observation_space = self.features.space
 

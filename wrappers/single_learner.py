@@ -20,6 +20,7 @@ for the e-th unseeded episode after the last seeded reset.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -69,8 +70,8 @@ class SingleLearner(gym.Env):
             raise ValueError("pass either market or market keyword arguments, not both")
         self.market = market
         self.render_mode = market.render_mode
-        self.spec_info: MarketSpec = market.spec_info
-        n = self.spec_info.n_learners
+        self.market_spec: MarketSpec = market.market_spec
+        n = self.market_spec.n_learners
         try:
             self.ego = learner_index(ego, n)
         except ValueError:
@@ -90,6 +91,12 @@ class SingleLearner(gym.Env):
         self._finished = True
         self._unseeded_episodes = 0
         self._observations: dict = {}
+
+    @property
+    def spec_info(self):
+        """Deprecated name of :attr:`market_spec` (too close to Gymnasium's ``env.spec``)."""
+        warnings.warn("spec_info is deprecated; use market_spec", DeprecationWarning, stacklevel=2)
+        return self.market_spec
 
     # ----------------------------------------------------------------- seeding
     def policy_seed(self, k: int) -> int:
@@ -143,7 +150,7 @@ class SingleLearner(gym.Env):
 
 
 def _opponents(market: raw_env, ego: int, opponents: OpponentsArg) -> dict[str, Any]:
-    spec = market.spec_info
+    spec = market.market_spec
     agents = [a for a in market.possible_agents if a != COLLECTIVE]
     others = [k for k in range(len(agents)) if k != ego]
     collective = {}

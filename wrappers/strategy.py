@@ -194,7 +194,7 @@ class StrategyActions(gym.Wrapper):
         base = env.unwrapped
         if not hasattr(base, "policy_seed"):
             raise ValueError("env must be a SingleLearner (or wrap one)")
-        self.knobs = StrategyKnobs(base.spec_info, base.ego, **options)
+        self.knobs = StrategyKnobs(base.market_spec, base.ego, **options)
         self.action_space = self.knobs.space
         self.rng = np.random.default_rng(0)
         self._obs: Mapping[str, np.ndarray] | None = None

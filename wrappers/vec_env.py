@@ -61,7 +61,7 @@ class MarketVecEnv(VecEnv):
             raise ValueError(f"n_markets must be an integer >= 1, got {n_markets!r}")
         self.markets = [raw_env(**market_kwargs) for _ in range(n_markets)]
         first = self.markets[0]
-        spec = first.spec_info
+        spec = first.market_spec
         self.n_learners = n = spec.n_learners
         self.features = ObservationFeatures(
             spec, first.config.max_steps, **(observation_options or {})

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..checks import int_at_least, is_real, nonneg, one_of, unit
+from ..checks import UnknownOptionError, int_at_least, is_real, nonneg, one_of, unit
 
 PREFERENCE_RULES = ("kmeans", "market_leader", "majority_good", "category")
 INITS = ("partition_erm", "random", "zeros")
@@ -145,7 +145,7 @@ class MarketConfig:
                     )
                 unknown = sorted(set(value) - set(GROUPS[key]))
                 if unknown:
-                    raise ValueError(
+                    raise UnknownOptionError(
                         f"unknown {key} option(s) {unknown}; allowed: {list(GROUPS[key])}"
                     )
                 twice = sorted(set(value) & set(kwargs))
@@ -156,7 +156,7 @@ class MarketConfig:
                 flat[key] = value
         unknown = sorted(set(flat) - names)
         if unknown:
-            raise ValueError(
+            raise UnknownOptionError(
                 f"unknown market option(s) {unknown}; allowed: {sorted(names)} "
                 f"or the groups {sorted(GROUPS)}"
             )

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..checks import int_at_least, is_real, nonneg, one_of
+from ..checks import UnknownOptionError, int_at_least, is_real, nonneg, one_of
 
 RISKS = ("quadratic", "least_squares")
 INIT_ALLOCATIONS = ("uniform", "perturbed")
@@ -116,7 +116,9 @@ class ParticipationConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(kwargs) - names)
         if unknown:
-            raise ValueError(f"unknown participation option(s) {unknown}; allowed: {sorted(names)}")
+            raise UnknownOptionError(
+                f"unknown participation option(s) {unknown}; allowed: {sorted(names)}"
+            )
         return cls(**kwargs)
 
     def replace(self, **changes: Any) -> ParticipationConfig:

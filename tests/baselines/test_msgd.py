@@ -18,7 +18,7 @@ def test_probers_with_different_probe_batch_sizes():
     """Two MSGD-P learners with b_p 10 and 25 act together and in simulate, and each gets
     the update it gets alone."""
     env = raw_env(**MARKET)
-    spec = env.spec_info
+    spec = env.market_spec
 
     def pols():
         return {
@@ -46,7 +46,7 @@ def test_probers_with_different_probe_batch_sizes():
 def test_msgd_update_is_mix_of_own_and_probe_gradients():
     rng = np.random.default_rng(0)
     env = raw_env(**MARKET)
-    family = env.spec_info.family
+    family = env.market_spec.family
     theta = rng.normal(size=(2, 1, 30)).astype(np.float32)
     X = rng.normal(size=(2, 8, 30)).astype(np.float32)
     T = (rng.random((2, 8, 1)) < 0.5).astype(np.float32)
@@ -63,7 +63,7 @@ def test_msgd_update_is_mix_of_own_and_probe_gradients():
 def test_own_probe_schedules_are_asked_every_step():
     """MSGD-P's schedule is known in advance; a subclass with its own rule is asked each step."""
     env = raw_env(**MARKET, max_steps=6)
-    spec = env.spec_info
+    spec = env.market_spec
 
     class OddSteps(MSGDP):
         def probe_request(self, t):

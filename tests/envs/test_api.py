@@ -94,7 +94,7 @@ def test_parallel_seed_test():
 def test_spaces_shapes():
     """Spaces have the documented shapes (action: n_params + n_learners + 2)."""
     env = make("digits")
-    s = env.spec_info
+    s = env.market_spec
     assert (s.n_outputs, s.n_classes, s.target_dim) == (10, 10, 10)
     a = env.possible_agents[0]
     assert env.action_space(a).shape == (s.n_params + s.n_learners + 2,)
@@ -131,7 +131,7 @@ def test_observations_in_space_random_actions(name, labels):
 
 def msgd_policies(env, probe_every: int = 7) -> dict:
     """learner_0 probes by preference online, learner_1 a majority median, others MSGD."""
-    spec, agents = env.spec_info, env.possible_agents
+    spec, agents = env.market_spec, env.possible_agents
     pols = {a: MSGD(spec, eta=0.05) for a in agents}
     pols[agents[0]] = MSGDP(spec, 0, p=0.5, eta=0.05, probe_every=probe_every, seed=1)
     pols[agents[1]] = MSGDP(
@@ -153,8 +153,8 @@ def test_observations_in_space_msgd(name, labels):
     obs, _ = env.reset(seed=11)
     assert_obs_in_space(env, obs)
     assert not obs["learner_0"]["probe_mask"].any()
-    Np = env.spec_info.probe_size
-    classification = env.spec_info.family.is_classification
+    Np = env.market_spec.probe_size
+    classification = env.market_spec.family.is_classification
     t, prev_probe = 0, None
     while env.agents:
         obs, _, _, _, infos = env.step(act_all(pols, obs))
@@ -162,7 +162,7 @@ def test_observations_in_space_msgd(name, labels):
         q0 = infos["learner_0"]["probe_queries"]
         assert q0 == (Np if t % 7 == 0 else 0), t
         q1 = infos["learner_1"]["probe_queries"]
-        n_peers = env.spec_info.n_learners - 1
+        n_peers = env.market_spec.n_learners - 1
         assert q1 == ((Np if n_peers == 1 else Np * n_peers) if t % 10 == 0 else 0), t
         o = obs["learner_0"]
         assert o["probe_mask"].all()

@@ -203,7 +203,7 @@ def test_out_of_bound_actions_are_clipped():
     np.testing.assert_allclose(delta[1], 0.125, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(delta[2], 0.0)
     assert np.abs(delta).max() <= 0.25 + 1e-12
-    assert infos["learner_0"]["probe_queries"] == env.spec_info.probe_size
+    assert infos["learner_0"]["probe_queries"] == env.market_spec.probe_size
     assert infos["learner_1"]["probe_queries"] == 0
     assert obs["learner_0"]["probe_mask"].all()
     clipped = layout.validate(big)
@@ -232,7 +232,7 @@ def test_unknown_agent_space():
 
 @pytest.fixture(scope="module")
 def spec():
-    return parallel_env(**FAST).spec_info
+    return parallel_env(**FAST).market_spec
 
 
 @pytest.mark.parametrize(
@@ -295,13 +295,13 @@ def test_changed_hyperparameters_take_effect(spec):
 
     env = raw_env(dataset="two-slopes", n_learners=2, preferences="category")
     obs, _ = env.reset(seed=0)
-    pol = MSGD(env.spec_info, eta=0.1)
+    pol = MSGD(env.market_spec, eta=0.1)
     before = pol.act(obs["learner_0"])
     pol.eta = 0.2
     after = pol.act(obs["learner_0"])
-    n = env.spec_info.n_params
+    n = env.market_spec.n_params
     np.testing.assert_allclose(after[:n], 2 * before[:n], rtol=1e-6)
-    np.testing.assert_array_equal(after, MSGD(env.spec_info, eta=0.2).act(obs["learner_0"]))
+    np.testing.assert_array_equal(after, MSGD(env.market_spec, eta=0.2).act(obs["learner_0"]))
 
 
 @pytest.mark.parametrize("bad", [[0.7, 1.0], ["a", "b"], [float("nan"), 0], [True, False]])
@@ -316,13 +316,44 @@ def test_closed_environments_are_freed():
     import gc
     import weakref
 
+    from choicemarket.envs.participation_v0 import parallel_env as participation_env
+
+    def market():
+        return parallel_env(dataset="two-slopes", n_learners=2, preferences="category")
+
     refs = []
-    for _ in range(5):
-        env = parallel_env(dataset="two-slopes", n_learners=2, preferences="category")
-        env.observation_space("learner_0")
-        env.action_space("learner_1")
+    for make in [market] * 3 + [participation_env] * 3:
+        env = make()
+        env.observation_space(env.possible_agents[0])
+        env.action_space(env.possible_agents[-1])
         refs.append(weakref.ref(env))
         env.close()
         del env
     gc.collect()
     assert all(r() is None for r in refs)
+
+
+def test_unknown_options_are_type_errors_and_value_errors():
+    """Gymnasium and TorchRL expect TypeError for an unexpected keyword; existing
+    ``except ValueError`` keeps working."""
+    import gymnasium
+
+    import choicemarket  # noqa: F401  (registers the ids)
+    from choicemarket.envs.participation_v0 import parallel_env as participation_env
+
+    for make in (
+        lambda: parallel_env(frameskip=4),
+        lambda: participation_env(frameskip=4),
+        lambda: gymnasium.make("choicemarket:choicemarket/PlatformStrategy-v0", frameskip=4),
+        lambda: MarketConfig.from_kwargs(choice={"frameskip": 4}),
+    ):
+        with pytest.raises(TypeError, match="frameskip") as caught:
+            make()
+        assert isinstance(caught.value, ValueError)
+
+
+def test_market_spec_has_a_clear_name():
+    env = parallel_env(dataset="two-slopes", n_learners=2, preferences="category")
+    assert env.market_spec.n_learners == 2
+    with pytest.warns(DeprecationWarning, match="market_spec"):
+        assert env.spec_info is env.market_spec

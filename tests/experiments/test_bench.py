@@ -39,14 +39,14 @@ def test_registry_lists_the_published_baselines():
 def test_msgdp_baseline_takes_the_market_setting():
     bench = suite_markets(["census-leader"])[0]
     env = raw_env(**bench.config())
-    pol = make_baseline("msgd-p", env.spec_info, 3, bench)
+    pol = make_baseline("msgd-p", env.market_spec, 3, bench)
     assert pol.scenario == "market_leader" and pol.peers == (0,) and pol.p == bench.p
 
 
 def test_retrain_reaches_the_erm_of_its_own_window():
     """A monopolist that refits every step on everything it saw sits at that data's ERM."""
     env = raw_env(dataset="diabetes", n_learners=1, users_per_step=40, max_steps=30, init="zeros")
-    pol = Retrain(env.spec_info, every=1, window=10_000)
+    pol = Retrain(env.market_spec, every=1, window=10_000)
     obs, _ = env.reset(seed=3)
     seen_X, seen_T = [], []
     for _ in range(30):
@@ -55,7 +55,7 @@ def test_retrain_reaches_the_erm_of_its_own_window():
         seen_T.append(o["targets"][o["mask"] > 0])
         obs, *_ = env.step({"learner_0": pol.act(o)})
     # the last action moved theta to the ERM of everything seen up to that step
-    spec = env.spec_info
+    spec = env.market_spec
     X, T = np.vstack(seen_X).astype(float), np.vstack(seen_T).astype(float)
     target = fit_erm(spec.family, X, T, spec.l2, spec.n_outputs)
     theta = env.core.state.theta[0, 0]
@@ -65,13 +65,13 @@ def test_retrain_reaches_the_erm_of_its_own_window():
 
 def test_retrain_keeps_only_its_window():
     env = raw_env(dataset="diabetes", n_learners=1, users_per_step=40, max_steps=5)
-    pol = Retrain(env.spec_info, every=1, window=50)
+    pol = Retrain(env.market_spec, every=1, window=50)
     obs, _ = env.reset(seed=0)
     for _ in range(4):
         obs, *_ = env.step({"learner_0": pol.act(obs["learner_0"])})
     assert pol._seen == 160 and pol._X.shape[0] == 50
     with pytest.raises(ValueError, match="window must be an integer >= 1"):
-        Retrain(env.spec_info, window=0)
+        Retrain(env.market_spec, window=0)
 
 
 def test_quick_bench_scores_and_ranks(tmp_path):

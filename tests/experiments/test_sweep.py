@@ -98,7 +98,7 @@ def _policies(spec, p, probers, scenario="preference_aware", every=None):
 def test_batched_markets_equal_each_market_alone(market, probers, scenario, every):
     """4 markets with different seeds and p in one batch reproduce, row for row, the market
     simulated alone through the PettingZoo environment."""
-    spec = raw_env(**market).spec_info
+    spec = raw_env(**market).market_spec
     seeds, ps = [3, 5, 8, 11], [0.0, 0.2, 0.8, 1.5]
     runs = run_markets(market, [_policies(spec, p, probers, scenario, every) for p in ps], seeds)
     for run, seed, p in zip(runs, seeds, ps):
@@ -112,7 +112,7 @@ def test_batched_markets_equal_each_market_alone(market, probers, scenario, ever
 
 def test_markets_with_different_probers_and_scenarios_share_a_batch():
     market = dict(dataset="acs-income", max_steps=60, eval_every=30)
-    spec = raw_env(**market).spec_info
+    spec = raw_env(**market).market_spec
     setups = [
         ((1, 3), 0.5, "majority_good"),
         ((2,), 0.8, "preference_aware"),
@@ -163,7 +163,7 @@ def test_batched_theta_equals_single_market_step_for_step():
 
 def test_engine_rejects_policies_it_cannot_batch():
     market = dict(dataset="two-slopes", n_learners=2, preferences="category", max_steps=5)
-    spec = raw_env(**market).spec_info
+    spec = raw_env(**market).market_spec
     shared = MSGD(spec)
     with pytest.raises(ValueError, match="distinct objects"):
         run_markets(market, [[shared, MSGD(spec)], [shared, MSGD(spec)]], [0, 1])

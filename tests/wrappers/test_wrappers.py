@@ -78,7 +78,7 @@ def test_make_kwargs_reach_market_and_wrappers():
     assert base.ego == 2 and base.agent == "learner_2"
     strategy = env.get_wrapper_attr("knobs")
     assert strategy.eta == 0.02 and strategy.p_max == 1.0
-    assert env.observation_space.shape == (base.spec_info.n_params + 5 + 4,)
+    assert env.observation_space.shape == (base.market_spec.n_params + 5 + 4,)
     with pytest.raises(ValueError, match="unknown market option"):
         gym.make("choicemarket/Platform-v0", no_such_option=1)
     with pytest.raises(ValueError, match="ego must be"):
@@ -109,7 +109,7 @@ def test_single_learner_reward_truncation_and_info():
 def _reference_thetas(seed, ego, market_kwargs, **msgdp):
     """MSGD-P for ``ego`` and MSGD for the others, seeded as ``simulate`` seeds them."""
     env = raw_env(**market_kwargs)
-    spec = env.spec_info
+    spec = env.market_spec
     pols = {
         a: MSGDP(spec, k, **msgdp) if k == ego else MSGD(spec)
         for k, a in enumerate(env.possible_agents)
@@ -219,7 +219,7 @@ def test_flat_observation_values_and_bounds():
     env = platform_strategy_env(peer_shares=True, **SMALL)
     obs, _ = env.reset(seed=2)
     base = env.unwrapped
-    P = base.spec_info.n_params
+    P = base.market_spec.n_params
     for t in range(1, 6):
         knobs = env.get_wrapper_attr("knobs").encode(2.0, 1.0, t == 1, "preference")
         obs, _, _, _, info = env.step(knobs)

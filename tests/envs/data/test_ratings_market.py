@@ -35,7 +35,7 @@ def _naive_loss(theta: np.ndarray, X: np.ndarray, T: np.ndarray) -> np.ndarray:
 
 def test_spec_and_observations():
     env = parallel_env(**MARKET, max_steps=5)
-    spec = env.spec_info
+    spec = env.market_spec
     assert spec.task == "masked_regression"
     assert (spec.n_outputs, spec.target_dim, spec.n_features) == (N_ITEMS, 2 * N_ITEMS, 5)
     obs, _ = env.reset(seed=0)
@@ -76,7 +76,7 @@ def test_choice_served_loss_and_global_risk_follow_the_masked_loss():
 
 def test_msgd_step_is_the_mean_masked_gradient():
     env = parallel_env(**MARKET, max_steps=5)
-    pols = {a: MSGD(env.spec_info, eta=5.0, schedule="inv_sqrt") for a in env.possible_agents}
+    pols = {a: MSGD(env.market_spec, eta=5.0, schedule="inv_sqrt") for a in env.possible_agents}
     obs, _ = env.reset(seed=2)
     s = env.state_arrays
     theta, X, T, choice = s.theta[0].copy(), s.batch_X[0], s.batch_T[0], s.choice[0]
@@ -92,7 +92,7 @@ def test_msgd_step_is_the_mean_masked_gradient():
 
 def test_preference_aware_probe_uses_the_probed_users_rated_items():
     env = parallel_env(**MARKET, max_steps=5)
-    spec = env.spec_info
+    spec = env.market_spec
     policies = {a: MSGD(spec) for a in env.possible_agents}
     policies["learner_1"] = MSGDP(spec, 1, p=1.0, probe_batch_size=30, seed=0)
     obs, _ = env.reset(seed=3)

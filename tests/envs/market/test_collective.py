@@ -42,7 +42,7 @@ def _market(alpha: float, n: int = 1, **kwargs) -> raw_env:
 def _play(env: raw_env, collective, learners=None, seed: int = 0, eta: float = 0.05) -> dict:
     """Run to truncation; the final infos."""
     obs, infos = env.reset(seed=seed)
-    pols = {a: MSGD(env.spec_info, eta=eta) for a in env.possible_agents if a != "collective"}
+    pols = {a: MSGD(env.market_spec, eta=eta) for a in env.possible_agents if a != "collective"}
     pols.update(learners or {})
     pols["collective"] = collective
     while env.agents:
@@ -82,7 +82,7 @@ def test_concentrating_on_a_learner_lowers_its_critical_mass():
     # the market without a collective: learner k's model and its share of the users
     env = raw_env(dataset="acs-income", n_learners=5, max_steps=steps, eval_every=steps)
     obs, _ = env.reset(seed=0)
-    pols = {a: MSGD(env.spec_info, eta=0.05) for a in env.possible_agents}
+    pols = {a: MSGD(env.market_spec, eta=0.05) for a in env.possible_agents}
     shares = []
     while env.agents:
         obs, *_ = env.step(act_all(pols, obs))
@@ -111,7 +111,7 @@ def test_probing_a_planted_learner_carries_the_signal():
 
     def prober_success(p, strategy):
         env = _market(0.02, n=5, max_steps=600)
-        spec = env.spec_info
+        spec = env.market_spec
         probing = MSGDP(spec, prober, p=p, scenario="market_leader", leader=leader, eta=0.05,
                         probe_every=50, seed=1)  # fmt: skip
         col = FixedCollective(strategy, leader, 1)
@@ -139,7 +139,7 @@ def test_infos_losses_and_routing():
     obs, infos = env.reset(seed=3)
     assert env.possible_agents[-1] == "collective"
     assert env.observation_space("collective").contains(obs["collective"])
-    actions = {a: MSGD(env.spec_info).act(obs[a]) for a in env.possible_agents[:5]}
+    actions = {a: MSGD(env.market_spec).act(obs[a]) for a in env.possible_agents[:5]}
     actions["collective"] = env.collective.build("plant", 1, 0)
     obs, rewards, *_, infos = env.step(actions)
     obs, rewards, *_, infos = env.step(actions)
@@ -173,8 +173,8 @@ def test_determinism_with_collective_and_probes():
     def run():
         env = _market(0.1, n=5, max_steps=300)
         obs, _ = env.reset(seed=11)
-        pols = {a: MSGD(env.spec_info) for a in env.possible_agents[:5]}
-        pols["learner_1"] = MSGDP(env.spec_info, 1, p=0.5, scenario="market_leader",
+        pols = {a: MSGD(env.market_spec) for a in env.possible_agents[:5]}
+        pols["learner_1"] = MSGDP(env.market_spec, 1, p=0.5, scenario="market_leader",
                                   probe_every=20, seed=4)  # fmt: skip
         pols["collective"] = FixedCollective("plant", 0, 1)
         out = []

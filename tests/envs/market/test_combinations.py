@@ -75,7 +75,7 @@ def _episode(kwargs: dict, seed: int) -> list:
     env = parallel_env(**kwargs)
     obs, infos = env.reset(seed=seed)
     rng = np.random.default_rng(seed + 100)
-    layout, n = env.action_layout, env.spec_info.n_learners
+    layout, n = env.action_layout, env.market_spec.n_learners
     trace = [_canonical(obs), _canonical(infos)]
     while env.agents:
         actions = {}

@@ -16,7 +16,7 @@ def test_two_slopes_msgd_stays_at_specialists(two_slopes):
     """tau = 0.7 from partition ERM: learners stay at slopes a and b; learner 0's global risk
     is (1-w)(a-b)^2 and the baseline's w(1-w)(a-b)^2 (within 5%)."""
     env = raw_env(**two_slopes, preference_weight=0.7, max_steps=3000, eval_every=3000)
-    policies = {a: MSGD(env.spec_info, eta=0.01) for a in env.possible_agents}
+    policies = {a: MSGD(env.market_spec, eta=0.01) for a in env.possible_agents}
     obs, infos = env.reset(seed=3)
     while env.agents:
         obs, _, _, _, infos = env.step(act_all(policies, obs))
@@ -44,7 +44,7 @@ def test_two_slopes_msgdp_preference_aware_fixed_point(two_slopes, p):
     theta* = (a c1 + p c3) / (c1 + p c2), which tends to the pooled least squares as p grows.
     """
     env = raw_env(**two_slopes, preference_weight=0.7, max_steps=8000, eval_every=8000)
-    spec = env.spec_info
+    spec = env.market_spec
     policies = {
         "learner_0": MSGDP(spec, 0, p=p, scenario="preference_aware", eta=0.01),
         "learner_1": MSGD(spec, eta=0.01),

@@ -154,7 +154,7 @@ def test_fresh_learner_without_users_leaves_after_patience():
         exit_share=0.01,
         exit_patience=4,
     )
-    pols = {a: MSGD(env.spec_info) for a in env.possible_agents}
+    pols = {a: MSGD(env.market_spec) for a in env.possible_agents}
     snaps = run_env(env, 0, pols, steps=20)
     assert [e["kind"] for e in env.events] == ["fresh", "exit"]
     assert [e["step"] for e in env.events] == [10, 14]
@@ -181,7 +181,7 @@ def test_agents_list_follows_entries_and_exits():
     """A learner added with ``add_learner`` is in ``agents`` (with an observation) from the
     next step; one that leaves is terminated on that step and gone afterwards."""
     env = parallel_env(**CENSUS, max_learners=6, exit_share=0.1, exit_patience=5)
-    pols = {a: MSGD(env.spec_info) for a in env.possible_agents}
+    pols = {a: MSGD(env.market_spec) for a in env.possible_agents}
     obs, infos = env.reset(seed=0)
     assert env.agents == [f"learner_{k}" for k in range(5)]
     assert len(env.possible_agents) == 6 and infos["learner_0"]["active_learners"] == 5
@@ -265,7 +265,7 @@ def test_determinism_with_entries_and_exits_over_many_steps():
             fresh_share=0.05,
             probe_noise=0.3,
         )
-        spec = env.spec_info
+        spec = env.market_spec
         pols = {a: MSGD(spec) for a in env.possible_agents}
         pols["learner_2"] = MSGDP(spec, 2, p=0.4, probe_every=40)
         pols["learner_4"] = MSGDP(spec, 4, p=0.4, scenario="majority_good", probe_every=30)
@@ -287,7 +287,7 @@ def test_inactive_learners_are_never_probed():
     """After learner 2 leaves, a majority-good prober names only the active learners (N_probe
     queries each), and a request naming the leaver does not reach it."""
     env = parallel_env(**CENSUS, exit_share=0.1, exit_patience=5, probe_size=20)
-    spec = env.spec_info
+    spec = env.market_spec
     pols = {a: MSGD(spec) for a in env.possible_agents}
     pols["learner_0"] = MSGDP(spec, 0, p=0.5, scenario="majority_good", probe_every=10)
     obs, _ = env.reset(seed=0)
@@ -312,7 +312,7 @@ def test_inactive_learners_are_never_probed():
 
 def test_act_arrays_drops_inactive_peers():
     env = parallel_env(**CENSUS)
-    spec = env.spec_info
+    spec = env.market_spec
     pol = MSGDP(spec, 0, p=0.5, scenario="majority_good")
     obs, _ = env.reset(seed=0)
     active = np.array([True, True, False, True, False])

@@ -148,7 +148,7 @@ def test_mw_groups_concentrate_on_their_best_learner(market):
     core, pop = env.core, env.population
     risk = pop.family.loss(logits(core.state.theta[0], pop.X_train), pop.T_train[None])
     alpha = core.choice_rule.alpha[0]
-    for j in range(env.spec_info.n_learners):
+    for j in range(env.market_spec.n_learners):
         best = risk[:, pop.pref == j].mean(1).argmin()
         assert alpha[j].argmax() == best
         assert alpha[j, best] > 0.95
@@ -335,7 +335,7 @@ def test_determinism_over_many_steps(rule):
     runs = []
     for _ in range(2):
         env = parallel_env(**{**SMALL, **RULES[rule], "max_steps": 150})
-        pols = {a: MSGD(env.spec_info, eta=0.05) for a in env.possible_agents}
+        pols = {a: MSGD(env.market_spec, eta=0.05) for a in env.possible_agents}
         obs, infos = env.reset(seed=11)
         trace = [infos, env.state_arrays.choice.copy()]
         while env.agents:

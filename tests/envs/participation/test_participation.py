@@ -35,7 +35,7 @@ CENSUS = dict(risk="least_squares", group_by="race", eps=0.999, init_perturbatio
 def play(env, policy_cls=ExactRetraining, seed=0, **kw):
     """Run one episode with the same scripted policy for every learner; total risk per step."""
     obs, _ = env.reset(seed=seed)
-    policies = {a: policy_cls(env.spec_info, **kw) for a in env.possible_agents}
+    policies = {a: policy_cls(env.market_spec, **kw) for a in env.possible_agents}
     totals = []
     while env.agents:
         obs, _, _, _, infos = env.step({a: policies[a].act(o) for a, o in obs.items()})
@@ -363,7 +363,7 @@ def test_bad_actions():
     with pytest.raises(ValueError, match="must be a dict"):
         env.step([good, good])
     with pytest.raises(ValueError, match="eta must be"):
-        GradientStep(env.spec_info, eta=-1.0)
+        GradientStep(env.market_spec, eta=-1.0)
 
 
 def test_census_group_by_option():
