@@ -19,6 +19,7 @@ loss is +inf, uniform draws range over the active learners, and allocations are 
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -186,15 +187,16 @@ class Arrival:
     active: np.ndarray | None  # (M, n) bool, None when every learner is present
 
 
-class ChoiceRule:
+class ChoiceRule(abc.ABC):
     """How the users of a batch pick a learner. ``reset`` at episode start, ``choose`` once
     per batch; draws beyond ``u`` come from ``core.gens``."""
 
-    def reset(self, core: MarketCore) -> None:
+    def reset(self, core: MarketCore) -> None:  # noqa: B027  (stateless rules need nothing)
         return None
 
+    @abc.abstractmethod
     def choose(self, core: MarketCore, a: Arrival) -> np.ndarray:
-        raise NotImplementedError
+        """The learner each batch user picks, shape (M, B)."""
 
 
 class PreferenceOrLoss(ChoiceRule):
