@@ -49,14 +49,14 @@ the area codes.
 
 from __future__ import annotations
 
-import csv
 import functools
-import gzip
 import numbers
-from importlib.resources import files
+import os
+from importlib.resources import as_file, files
 
 import numpy as np
 
+from .datafile import read_csv_columns
 from .preprocess import check_bool, design_matrix
 from .registry import Dataset, register_dataset
 
@@ -99,6 +99,9 @@ NULL_CODES: dict[str, float | None] = {
     "DEYE": None,
     "DEAR": None,
 }
+# Largest magnitude accepted in a PUMS cell: codes and dollar amounts have at most 7 digits, so
+# anything beyond is a corrupted file (and would overflow the standardisation).
+MAX_ABS_VALUE = 1e9
 INCOME_THRESHOLD = 50000.0
 INDP_CAT_UNEMPLOYED = 18.0  # INDP 9920: no work experience in the last 5 years, or never worked
 MAX_AGE = 99
@@ -130,32 +133,21 @@ def data_file_name(region: str, year: int) -> str:
 
 @functools.lru_cache(maxsize=len(REGIONS) * len(YEARS))
 def read_table(region: str, year: int) -> dict[str, np.ndarray]:
-    """Parse the packaged CSV into read-only float columns (null -> NaN; ``PUMA`` as strings),
-    cached per file.
+    """The packaged CSV of ``region`` and ``year`` parsed by :func:`read_table_file`, cached."""
+    _check_region_year(region, year)
+    with as_file(files(_DATA_PACKAGE) / "files" / data_file_name(region, year)) as path:
+        return read_table_file(path)
+
+
+def read_table_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read-only float columns (null ``N`` -> NaN; ``PUMA`` as strings) of an ACS excerpt CSV.
 
     Only the 16 feature columns, the label sources ``PINCP`` and ``INDP_CAT`` and the area
-    code ``PUMA`` (for ``group_by="puma"``) are kept.
+    code ``PUMA`` (for ``group_by="puma"``) are kept. A short row, a cell that is not a number
+    or ``N``, a non-finite cell or one beyond ``MAX_ABS_VALUE`` in magnitude raises
+    ``DataFileError`` (a ValueError) naming the file, line and column.
     """
-    _check_region_year(region, year)
-    resource = files(_DATA_PACKAGE) / "files" / data_file_name(region, year)
-    with resource.open("rb") as raw, gzip.open(raw, "rt", newline="", encoding="utf-8") as text:
-        rows = list(csv.reader(text))
-    header, body = rows[0], rows[1:]
-    missing = [c for c in _COLUMNS if c not in header]
-    if missing or any(len(r) != len(header) for r in body):
-        raise RuntimeError(f"{data_file_name(region, year)}: malformed (missing columns {missing})")
-    columns = list(zip(*body, strict=True))
-    table: dict[str, np.ndarray] = {}
-    for name in _COLUMNS:
-        cells = np.asarray(columns[header.index(name)])
-        if name == "PUMA":  # area codes such as "01-01301": kept as strings
-            cells.flags.writeable = False
-            table[name] = cells
-            continue
-        values = np.where(cells == "N", "nan", cells).astype(np.float64)
-        values.flags.writeable = False
-        table[name] = values
-    return table
+    return read_csv_columns(path, _COLUMNS, null="N", strings=("PUMA",), max_abs=MAX_ABS_VALUE)
 
 
 def _check_region_year(region: str, year: int) -> None:

@@ -9,6 +9,8 @@ The data are user-supplied: the published per-category review files ``<Category>
 Per category, ``reviews_per_category`` non-blank lines (default 3,333, all of them if the file has
 fewer) are drawn uniformly without replacement by a generator seeded with ``seed`` and the
 category name, so a category's sample does not depend on which other categories are loaded.
+Lines are read with a length limit (``MAX_LINE_BYTES``, 4 MiB): a longer line, a NUL byte, text
+that is not UTF-8 or a truncated ``.gz`` raises ValueError naming the file and line.
 ``y = 1`` iff ``rating >= 4``; ``groups`` is the category's index in ``categories`` (the
 category preference rule gives each category its own learner). Features: the 384-d
 all-MiniLM-L6-v2 embedding of the review text, each column standardised, plus a constant column
@@ -19,7 +21,6 @@ under ``cache_dir`` if given (see :mod:`.embeddings`); both need the ``text`` ex
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import numbers
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .datafile import DEFAULT_MAX_LINE_BYTES, read_lines
 from .embeddings import ENCODERS, embed_texts, embedding_features
 from .minilm import MODEL_ID
 from .preprocess import check_bool
@@ -36,6 +38,9 @@ from .registry import Dataset, register_dataset
 
 SUFFIXES: tuple[str, ...] = (".jsonl", ".jsonl.gz")
 POSITIVE_RATING = 4.0
+# Longest review line read (the longest published review is a few tens of KB): a longer line,
+# e.g. a small .gz expanding to one huge line, is an error, and no more than this is held.
+MAX_LINE_BYTES = DEFAULT_MAX_LINE_BYTES
 DEFAULT_REVIEWS_PER_CATEGORY = 3333
 CITATION = (
     "Hou, Li, He, Yan, Chen, McAuley, 'Bridging Language and Items for Retrieval and "
@@ -71,9 +76,9 @@ def category_files(root: str | os.PathLike, categories: Sequence[str] | None) ->
 
 
 def _lines(path: Path) -> Iterator[bytes]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        yield from f
+    """Raw lines of ``path``, at most ``MAX_LINE_BYTES`` each (see :func:`.datafile.read_lines`)."""
+    for _, line in read_lines(path, MAX_LINE_BYTES):
+        yield line
 
 
 def category_rng(seed: int, category: str) -> np.random.Generator:

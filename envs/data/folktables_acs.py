@@ -23,7 +23,6 @@ optionally restrict to persons with ``min_age <= AGEP <= max_age``.
 
 from __future__ import annotations
 
-import csv
 import functools
 import numbers
 import os
@@ -33,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .acs import MAX_ABS_VALUE
+from .datafile import read_csv_columns
 from .preprocess import MissingDataFile, check_bool, design_matrix
 from .registry import Dataset, register_dataset
 
@@ -168,32 +169,13 @@ def _download_hint(state: str, year: int, horizon: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def read_pums(path: str, columns: tuple[str, ...]) -> Table:
-    """Float columns (blank -> NaN) of a PUMS person CSV, cached per file and column set."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise ValueError(f"ACS PUMS file {path} is empty") from None
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise ValueError(f"ACS PUMS file {path} lacks the column(s) {missing}")
-        at = [header.index(c) for c in columns]
-        rows = [[r[i].strip() for i in at] for r in reader if r]
-    if not rows:
-        raise ValueError(f"ACS PUMS file {path} has no person rows")
-    cells = np.asarray(rows, dtype=object)
-    table: Table = {}
-    for j, name in enumerate(columns):
-        col = cells[:, j]
-        col = np.where(col == "", "nan", col)
-        try:
-            values = col.astype(np.float64)
-        except ValueError:
-            raise ValueError(f"ACS PUMS file {path}: column {name} is not numeric") from None
-        values.flags.writeable = False
-        table[name] = values
-    return table
+    """Float columns (blank -> NaN) of a PUMS person CSV, cached per file and column set.
+
+    A short row (or a file cut mid-row), NUL bytes, text that is not UTF-8, a cell that is not
+    a number, non-finite or beyond ``MAX_ABS_VALUE`` in magnitude raises ``DataFileError`` (a
+    ValueError) naming the file, line and column.
+    """
+    return read_csv_columns(path, columns, null="", strip=True, max_abs=MAX_ABS_VALUE)
 
 
 def _check_age(option: str, value: int | None) -> int | None:

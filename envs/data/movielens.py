@@ -19,12 +19,12 @@ published experiments used). No intercept unless ``intercept=True``.
 from __future__ import annotations
 
 import functools
-import io
 import os
 from pathlib import Path
 
 import numpy as np
 
+from .datafile import DataFileError, read_text_lines
 from .preprocess import MissingDataFile
 from .ratings import check_factorisation, check_int, ratings_dataset
 from .registry import Dataset, register_dataset
@@ -32,6 +32,9 @@ from .registry import Dataset, register_dataset
 ENV_VAR = "CHOICEMARKET_MOVIELENS"
 FILE_NAMES: tuple[str, ...] = ("ratings.dat", "ratings.csv")
 CSV_HEADER = ("userId", "movieId", "rating", "timestamp")
+RATING_RANGE = (0.5, 5.0)  # MovieLens stars (ml-1M/10M: 1-5 or halves, ml-latest: 0.5-5)
+MAX_ID = 2**31 - 1
+SNIFF_BYTES = 4096  # the format is decided from at most this many bytes of the first line
 DOWNLOAD = (
     "Download MovieLens from https://grouplens.org/datasets/movielens/ (e.g. ml-10m.zip, "
     "which holds ml-10M100K/ratings.dat, or ml-latest.zip with ratings.csv), unzip it and "
@@ -68,37 +71,85 @@ def resolve_path(path: str | os.PathLike | None) -> Path:
 
 @functools.lru_cache(maxsize=4)
 def read_ratings(path: str) -> np.ndarray:
-    """``(n, 3)`` float array of (user id, movie id, rating) from a ratings.dat/.csv file."""
+    """``(n, 3)`` float array of (user id, movie id, rating) from a ratings.dat/.csv file.
+
+    The format is decided from the first line, read with a bounded read (``SNIFF_BYTES``), and
+    the file is then streamed line by line. Errors name the file and line and never echo its
+    content: a line that does not parse, an id that is not an integer in ``[0, MAX_ID]``, a
+    rating outside ``RATING_RANGE`` (MovieLens' 0.5-5 stars).
+    """
     p = Path(path)
-    raw = p.read_bytes()
-    if b"::" in raw[:4096]:
-        text = raw.replace(b"::", b",")
-        skip = 0
-    else:
-        first = raw.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
-        header = tuple(c.strip() for c in first.split(","))
-        if header != CSV_HEADER:
-            raise ValueError(
-                f"movielens: {p} is neither 'u::i::r::t' lines nor a CSV with header "
-                f"{','.join(CSV_HEADER)} (first line: {first[:80]!r})"
-            )
-        text, skip = raw, 1
-    if not text.strip() or (skip and b"\n" not in text.strip()):
-        raise ValueError(f"movielens: {p} holds no ratings")
+    lines = read_text_lines(p)
+    sep, skip = _sniff(p)
     try:
-        table = np.loadtxt(
-            io.StringIO(text.decode("utf-8")),
-            delimiter=",",
-            skiprows=skip,
-            usecols=(0, 1, 2),
-            ndmin=2,
-        )
+        rows = (line.replace("::", ",") for line in lines) if sep == "::" else lines
+        if skip:
+            next(rows, None)
+        table = np.loadtxt(rows, delimiter=",", usecols=(0, 1, 2), ndmin=2, dtype=np.float64)
     except ValueError as exc:
-        raise ValueError(f"movielens: {p} is malformed: {exc}") from None
-    if not np.all(np.isfinite(table)):
-        raise ValueError(f"movielens: {p} holds non-finite values")
+        if isinstance(exc, DataFileError):
+            raise
+        line = _first_bad_line(p, sep, skip)
+        raise DataFileError(
+            f"{p}, line {line}: malformed, expected numbers "
+            f"'user{sep}movie{sep}rating{sep}timestamp'"
+        ) from None
+    if not len(table):
+        raise DataFileError(f"{p}: holds no ratings")
+    low, high = RATING_RANGE
+    bad_rating = ~((table[:, 2] >= low) & (table[:, 2] <= high))
+    ids = table[:, :2]
+    bad_id = ~((ids >= 0) & (ids <= MAX_ID) & (ids == np.floor(ids))).all(axis=1)
+    if bad_rating.any() or bad_id.any():
+        k = int(np.flatnonzero(bad_rating | bad_id)[0])
+        what = (
+            f"user and movie ids must be integers in [0, {MAX_ID}]"
+            if bad_id[k]
+            else f"rating must be in [{low}, {high}]"
+        )
+        raise DataFileError(f"{p}, line {_data_line(p, k, skip)}: {what}")
     table.flags.writeable = False
     return table
+
+
+def _sniff(p: Path) -> tuple[str, int]:
+    """``(separator, header lines)`` from the first line of ``p`` (at most ``SNIFF_BYTES``)."""
+    with open(p, "rb") as f:
+        first = f.readline(SNIFF_BYTES).strip()
+    if b"::" in first:
+        return "::", 0
+    if tuple(c.strip() for c in first.split(b",")) == tuple(h.encode() for h in CSV_HEADER):
+        return ",", 1
+    raise DataFileError(
+        f"movielens: {p} is neither 'u::i::r::t' lines (ratings.dat) nor a CSV with header "
+        f"{','.join(CSV_HEADER)} (ratings.csv)"
+    )
+
+
+def _first_bad_line(p: Path, sep: str, skip: int) -> int:
+    """Number of the first data line of ``p`` without 4 numeric fields (error path only)."""
+    for number, line in enumerate(read_text_lines(p), start=1):
+        if number <= skip or not line.strip():
+            continue
+        fields = line.strip().split(sep)
+        try:
+            if len(fields) < 3:
+                return number
+            [float(c) for c in fields[:3]]
+        except ValueError:
+            return number
+    return number
+
+
+def _data_line(p: Path, k: int, skip: int) -> int:
+    """Line number of data row ``k`` (0-based; blank lines are not rows) of ``p``."""
+    seen = -1
+    for number, line in enumerate(read_text_lines(p), start=1):
+        if number > skip and line.strip():
+            seen += 1
+            if seen == k:
+                return number
+    return -1
 
 
 def rating_matrix(table: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
