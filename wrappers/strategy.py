@@ -27,7 +27,7 @@ bit (same seed). Use :meth:`StrategyKnobs.encode` to build knobs from these quan
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -35,10 +35,10 @@ import numpy as np
 from gymnasium import spaces
 
 from choicemarket.baselines.msgd import SCHEDULES, msgd_update, probe_rows
-from choicemarket.envs.checks import is_integer, is_real
+from choicemarket.envs.checks import is_integer, is_real, numeric_array
 from choicemarket.envs.market.spec import MarketSpec
 
-__all__ = ["StrategyActions", "StrategyKnobs"]
+__all__ = ["StrategyActions", "StrategyKnobs", "knob_actions"]
 
 N_KNOBS = 4
 
@@ -92,12 +92,20 @@ class StrategyKnobs:
     # ----------------------------------------------------------------- knobs
     def decode(self, knobs: np.ndarray) -> tuple[float, float, bool, tuple[tuple[int, ...], bool]]:
         """(step multiplier, p, probe?, (peers, route_by_preference)) of a knob vector."""
-        a = self.validate(knobs)
-        mult = 2.0 ** (self.step_range * float(a[0]))
-        p = self.p_max * (float(a[1]) + 1.0) / 2.0
+        mult, p, probe, target = self.decode_many(self.validate(knobs)[None])
+        return float(mult[0]), float(p[0]), bool(probe[0]), self.targets[int(target[0])]
+
+    def decode_many(
+        self, knobs: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Row-wise :meth:`decode` of validated knobs (K, 4): step multipliers
+        ``2 ** (step_range a0)``, ``p = p_max (a1 + 1) / 2``, probe ``a2 > 0`` and the index
+        of the target bin in :attr:`targets`, each (K,)."""
+        mult = 2.0 ** (self.step_range * knobs[:, 0])
+        p = self.p_max * (knobs[:, 1] + 1.0) / 2.0
         T = len(self.targets)
-        target = self.targets[min(int((float(a[3]) + 1.0) / 2.0 * T), T - 1)]
-        return mult, p, bool(a[2] > 0), target
+        target = np.minimum(((knobs[:, 3] + 1.0) / 2.0 * T).astype(np.intp), T - 1)
+        return mult, p, knobs[:, 2] > 0, target
 
     def encode(
         self,
@@ -132,15 +140,9 @@ class StrategyKnobs:
         )
 
     def validate(self, knobs: object) -> np.ndarray:
-        try:
-            a = np.asarray(knobs, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"action must be a numeric array of shape ({N_KNOBS},)") from exc
-        if a.shape != (N_KNOBS,):
-            raise ValueError(f"action must have shape ({N_KNOBS},), got {a.shape}")
-        if not np.isfinite(a).all():
-            raise ValueError("action contains NaN or inf; all entries must be finite")
-        return np.clip(a, -1.0, 1.0)
+        """Knobs as a float64 array clipped to [-1, 1]; ``ValueError`` naming ``action`` for
+        a wrong shape or type, NaN, inf or a number too large for a float."""
+        return np.clip(numeric_array(knobs, (N_KNOBS,), "action"), -1.0, 1.0)
 
     # ----------------------------------------------------------------- the update
     def action(
@@ -151,30 +153,57 @@ class StrategyKnobs:
     ) -> np.ndarray:
         """The market action for ``knobs`` given the learner's observation; ``rng`` draws the
         probe batch (only when p > 0 and a probe response is held)."""
-        mult, p, probe, (peers, route) = self.decode(knobs)
-        spec, obs = self.spec, observation
-        theta = np.array([obs["params"]]).reshape(1, *spec.param_shape)
-        probes = []
-        if p > 0:
-            n_valid = np.count_nonzero(obs["probe_mask"])
-            if n_valid:
-                b = probe_rows(rng, n_valid, self.probe_batch_size)
-                PX, PT = obs["probe_covariates"].take(b, 0), obs["probe_targets"].take(b, 0)
-                probes.append((np.array([0]), PX[None], PT[None], np.array([p])))
-        neg_eta = np.array([[[-self.eta * mult]]])
-        if self.schedule == "inv_sqrt":
-            neg_eta = neg_eta / math.sqrt(float(obs["step"][0]) + 1.0)
-        update = msgd_update(
-            spec.family,
-            theta,
-            np.array([obs["covariates"]]),
-            np.array([obs["targets"]]),
-            np.array([obs["mask"]]),
-            probes,
-            self._l2,
-            neg_eta,
-        ).reshape(-1)
-        return spec.actions.build(update, probe, peers, route)
+        batch = {key: np.asarray(v)[None] for key, v in observation.items()}
+        return knob_actions([self], self.validate(knobs)[None], batch, [rng])[0]
+
+
+def knob_actions(
+    rows: Sequence[StrategyKnobs],
+    knobs: np.ndarray,
+    observations: Mapping[str, np.ndarray],
+    rngs: Sequence[np.random.Generator],
+) -> np.ndarray:
+    """Market actions (K, A) float32 of K learners turning validated ``knobs`` (K, 4) into
+    MSGD-P updates (see the module docstring); :meth:`StrategyKnobs.action` is the K = 1 case.
+
+    ``rows[i]`` is row i's :class:`StrategyKnobs` (all with the options of ``rows[0]``; only
+    the probe targets differ by learner), ``observations`` its ``Dict`` observation with a
+    leading axis K (float32, as the market gives it) and ``rngs[i]`` the generator of its
+    probe batch.
+    """
+    first, obs = rows[0], observations
+    spec, layout = first.spec, first.spec.actions
+    K, P = len(knobs), layout.n_params
+    mult, p, probe, target = first.decode_many(knobs)
+    theta = obs["params"].reshape(K, *spec.param_shape)
+    probes = []
+    held = np.count_nonzero(obs["probe_mask"], axis=1)
+    mixing = np.flatnonzero((p > 0) & (held > 0))
+    if len(mixing):  # each learner draws its probe batch from its own generator
+        b = np.stack([probe_rows(rngs[i], held[i], first.probe_batch_size) for i in mixing])
+        at = mixing[:, None]
+        probes.append(
+            (mixing, obs["probe_covariates"][at, b], obs["probe_targets"][at, b], p[mixing])
+        )
+    neg_eta = (-first.eta * mult)[:, None, None]
+    if first.schedule == "inv_sqrt":
+        neg_eta = neg_eta / np.sqrt(obs["step"][:, :1].astype(np.float64) + 1.0)[:, :, None]
+    update = msgd_update(
+        spec.family,
+        theta,
+        obs["covariates"],
+        obs["targets"],
+        obs["mask"],
+        probes,
+        first._l2,
+        neg_eta,
+    ).reshape(K, P)
+    actions = np.tile(layout.build(), (K, 1))
+    actions[:, :P] = np.clip(update, -layout.max_update, layout.max_update)
+    for i in np.flatnonzero(probe).tolist():
+        peers, route = rows[i].targets[int(target[i])]
+        actions[i] = layout.build(update[i], True, peers, route)
+    return actions
 
 
 class StrategyActions(gym.Wrapper):

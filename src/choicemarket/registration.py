@@ -11,6 +11,13 @@ GYM_IDS = {
     "choicemarket/PlatformFlat-v0": "choicemarket.wrappers.factories:platform_flat_env",
     "choicemarket/PlatformStrategy-v0": "choicemarket.wrappers.factories:platform_strategy_env",
 }
+# ``gymnasium.make_vec(id, num_envs=M)``: M markets stepped together (wrappers/vector_env.py)
+_VEC = "choicemarket.wrappers.vector_env"
+GYM_VECTOR_IDS = {
+    "choicemarket/Platform-v0": f"{_VEC}:platform_vec_env",
+    "choicemarket/PlatformFlat-v0": f"{_VEC}:platform_flat_vec_env",
+    "choicemarket/PlatformStrategy-v0": f"{_VEC}:platform_strategy_vec_env",
+}
 
 
 def register_envs() -> None:
@@ -37,10 +44,17 @@ def register_envs() -> None:
 
 
 def register_gymnasium_envs() -> None:
-    """Register ``GYM_IDS`` with Gymnasium. Gymnasium 1.x loads no plugins, so use
-    ``gymnasium.make("choicemarket:choicemarket/Platform-v0")``: the prefix imports the package."""
+    """Register ``GYM_IDS`` with Gymnasium, each with its ``vector_entry_point``
+    (``GYM_VECTOR_IDS``). Gymnasium 1.x loads no plugins, so use
+    ``gymnasium.make("choicemarket:choicemarket/Platform-v0")`` (or ``make_vec``): the prefix
+    imports the package."""
     from gymnasium.envs.registration import register, registry
 
     for env_id, entry_point in GYM_IDS.items():
         if env_id not in registry:
-            register(id=env_id, entry_point=entry_point, disable_env_checker=False)
+            register(
+                id=env_id,
+                entry_point=entry_point,
+                vector_entry_point=GYM_VECTOR_IDS[env_id],
+                disable_env_checker=False,
+            )
