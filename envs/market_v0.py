@@ -116,21 +116,26 @@ from .market.config import MarketConfig
 from .market.core import MarketCore
 from .market.entry_exit import agent_event
 from .market.metrics import learner_metrics
+from .market.observation import ObservationFeatures, StateFeatures, stacked_observation
+from .render import RENDER_FPS, Renderer, Trace, draw
 
 __all__ = ["env", "parallel_env", "raw_env"]
-
-RENDER_MODES = (None, "ansi")
 
 
 class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
     """The market as a PettingZoo ``ParallelEnv`` (one market of :class:`MarketCore`)."""
 
-    metadata = {"name": "market_v0", "render_modes": ["ansi"], "is_parallelizable": True}
+    metadata = {
+        "name": "market_v0",
+        "render_modes": ["ansi", "rgb_array", "human"],
+        "render_fps": RENDER_FPS,
+        "is_parallelizable": True,
+    }
 
     def __init__(self, render_mode: str | None = None, **kwargs) -> None:
-        if render_mode not in RENDER_MODES:
-            raise ValueError(f"render_mode must be one of {RENDER_MODES}, got {render_mode!r}")
+        self._renderer = Renderer(render_mode, self._text, self._image, "market_v0.parallel_env")
         self.render_mode = render_mode
+        self._trace = Trace()
         self.config = MarketConfig.from_kwargs(**kwargs)
         self.core = MarketCore(self.config, n_markets=1)
         self.market_spec = spec = self.core.spec
@@ -139,11 +144,21 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         self.agents: list[str] = []
         self._index = {a: k for k, a in enumerate(self.possible_agents)}
         self.collective = self.core.collective  # None unless collective_fraction > 0
+        self.features: ObservationFeatures | None = None  # the flat layout, if chosen
+        if self.config.observation == "flat":
+            self.features = ObservationFeatures(spec, self.config.max_steps, user_stats=True)
         if self.collective is not None:
             self.possible_agents = [*self.possible_agents, _collective.COLLECTIVE]
-            self._collective_space = _collective.observation_space(spec, self.config.max_steps)
+            self._collective_dict = _collective.observation_space(spec, self.config.max_steps)
+            self._collective_space = self._collective_dict
+            if self.features is not None:
+                self._collective_space = spaces.flatten_space(self._collective_dict)
         self._action_space = spec.actions.space()
-        self._observation_space = self._make_observation_space()
+        self._observation_space = (
+            self._make_observation_space() if self.features is None else self.features.space
+        )
+        self._state = StateFeatures(spec, self.config.max_steps, self.collective is not None)
+        self.state_space = self._state.space
         self._probe_cache: dict = {}
         self._off_rows: np.ndarray | None = None  # 'off' actions of every slot
 
@@ -155,6 +170,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
 
     # ----------------------------------------------------------------- spaces
     def _make_observation_space(self) -> spaces.Dict:
+        """The ``Dict`` observation space of ``observation="dict"``."""
         s, c = self.market_spec, self.config
         inf = np.float32(np.inf)
         tlow = 0.0 if s.family.is_classification else -inf
@@ -179,7 +195,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             }
         )
 
-    def observation_space(self, agent: str) -> spaces.Dict:
+    def observation_space(self, agent: str) -> spaces.Space:
         if agent == _collective.COLLECTIVE and self.collective is not None:
             return self._collective_space
         self._check_agent(agent)
@@ -206,6 +222,8 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             self.agents = [
                 a for a in self.possible_agents if a not in self._index or on[self._index[a]]
             ]
+        self._trace.clear()
+        self._record()
         return self._observations(), self._infos()
 
     def step(self, actions: dict):
@@ -252,6 +270,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             self.agents = [a for a in agents if a not in left]
         if truncated:
             self.agents = []
+        self._record()
         return observations, rewards, terminations, truncations, infos
 
     def _full_actions(self, stacked: np.ndarray, learners: list[str]) -> np.ndarray:
@@ -302,12 +321,26 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
 
     def _observations(self) -> dict:
         core = self.core
-        obs = learner_observations(core, 0, self._probe_cache)
+        if self.features is None:
+            obs = learner_observations(core, 0, self._probe_cache)
+        else:
+            obs = self.features.vectors(stacked_observation(core), core.population.baseline_loss)
         out = {a: o for a, o in zip(self.possible_agents, obs) if a in self.agents}
         if self.collective is not None and self.agents:
             s = core.state
-            out[_collective.COLLECTIVE] = _collective.observation(self.collective, s.counts, s.step)
+            c = _collective.observation(self.collective, s.counts, s.step)
+            if self.features is not None:
+                c = spaces.flatten(self._collective_dict, c).astype(np.float32)
+            out[_collective.COLLECTIVE] = c
         return out
+
+    def state(self) -> np.ndarray:
+        """The global state (``state_space``; the table of
+        :class:`~choicemarket.envs.market.observation.StateFeatures`): every learner's
+        parameters, share, losses, accuracy, probing and presence, the episode's progress."""
+        if self.core.state is None:
+            raise RuntimeError("state() needs a running episode; call reset() first")
+        return self._state.vector(self.core, self.core.population.baseline_loss)
 
     def _infos(self) -> dict:
         """Per-agent info dicts (``metrics.learner_metrics`` of this market, with the
@@ -328,9 +361,47 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             infos[_collective.COLLECTIVE] = self.collective.info(0)
         return infos
 
-    def render(self) -> str | None:
-        if self.render_mode is None:
-            return None
+    def render(self) -> str | np.ndarray | None:
+        """The text table (``"ansi"``), the image (``"rgb_array"``), or None (``"human"``
+        shows it; ``None`` warns); see :mod:`choicemarket.envs.render`."""
+        return self._renderer.render()
+
+    def _record(self) -> None:
+        """Keep this step's shares and accuracies (test losses for regression) for the image,
+        and refresh the window under ``"human"``."""
+        if not self._renderer.records:
+            return
+        s = self.core.state
+        off = ~self.active_mask
+        share = np.where(off, np.nan, s.share[0])
+        quality = s.global_accuracy[0] if self._classification else s.global_loss[0]
+        self._trace.add(s.step, share=share, quality=np.where(off, np.nan, quality))
+        if self.render_mode == "human":
+            self._renderer.render()
+
+    @property
+    def _classification(self) -> bool:
+        return self.market_spec.family.is_classification
+
+    def _image(self) -> np.ndarray:
+        """Shares and test accuracies (test losses for regression) over the recent steps."""
+        if self.core.state is None:
+            return draw("market not reset", [], [("share", np.empty((0, 0)), (0, 1))], [])
+        learners = [a for a in self.possible_agents if a in self._index]
+        t, s = self._trace, self.core.state
+        quality = ("test accuracy", (0.0, 1.0)) if self._classification else ("test loss", None)
+        return draw(
+            f"{self.config.dataset}: step {s.step} (test figures from step {s.eval_step})",
+            list(t.steps),
+            [
+                ("share", t.series("share"), (0.0, 1.0)),
+                (*quality[:1], t.series("quality"), quality[1]),
+            ],
+            learners,
+        )
+
+    def _text(self) -> str:
+        """The text table of ``"ansi"``."""
         s, pop = self.core.state, self.core.population
         if s is None:
             return "market not reset"
@@ -363,7 +434,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         return "\n".join(lines)
 
     def close(self) -> None:
-        pass
+        self._renderer.close()
 
     # ----------------------------------------------------------------- conveniences
     @property

@@ -6,7 +6,7 @@ configuration fields (:class:`~choicemarket.envs.market.config.MarketConfig`).
 - ``choicemarket/Platform-v0``: :class:`SingleLearner` (raw market action, ``Dict``
   observation). Options: ``ego``, ``opponents``, ``render_mode``.
 - ``choicemarket/PlatformFlat-v0``: the same with :class:`FlatObservation`. Adds
-  ``param_scale``, ``clip``, ``peer_shares``.
+  ``param_scale``, ``clip``, ``peer_shares``, ``user_stats``.
 - ``choicemarket/PlatformStrategy-v0``: :class:`StrategyActions` knobs and the flat
   observation, ready for ``PPO("MlpPolicy", ...)``. Adds ``eta``, ``schedule``,
   ``probe_batch_size``, ``step_range``, ``p_max`` (the update's L2 weight is the market's
@@ -26,7 +26,7 @@ from .strategy import StrategyActions
 __all__ = ["platform_env", "platform_flat_env", "platform_strategy_env"]
 
 _SINGLE = ("ego", "opponents", "render_mode")
-_FLAT = ("param_scale", "clip", "peer_shares")
+_FLAT = ("param_scale", "clip", "peer_shares", "user_stats")
 _STRATEGY = ("eta", "schedule", "probe_batch_size", "step_range", "p_max")
 
 

@@ -299,7 +299,8 @@ def test_registry_fresh_interpreter(tmp_path):
 
 
 def test_render_ansi():
-    """``render_mode="ansi"`` renders a table with one row per learner; None renders nothing."""
+    """``render_mode="ansi"`` renders a table with one row per learner; None renders nothing
+    and warns, as Gymnasium does."""
     env = make("gaussian-groups", render_mode="ansi")
     assert env.render() == "market not reset"
     env.reset(seed=0)
@@ -309,7 +310,8 @@ def test_render_ansi():
     rows = [line for line in text.splitlines() if line.startswith("learner_")]
     assert [r.split()[0] for r in rows] == env.possible_agents
     assert text.startswith("step 1")
-    assert make("gaussian-groups").render() is None
+    with pytest.warns(UserWarning, match="without specifying any render mode"):
+        assert make("gaussian-groups").render() is None
 
 
 # ------------------------------------------------------------------ rewards

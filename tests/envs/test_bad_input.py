@@ -73,7 +73,7 @@ def test_invalid_config_aec_and_replace():
     with pytest.raises(ValueError, match="probe_noise"):
         MarketConfig().replace(probe_noise=-0.1)
     with pytest.raises(ValueError, match="render_mode"):
-        parallel_env(render_mode="human", **FAST)
+        parallel_env(render_mode="video", **FAST)
 
 
 def test_preference_labels_wrong_length():
