@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n-learners", type=int, default=5)
     run.add_argument("--tau", type=float, default=0.7, help="preference weight")
     run.add_argument(
-        "--init", default="partition_erm", choices=["partition_erm", "random", "zeros"]
+        "--init", default="partition_erm", choices=["partition_erm", "published", "random", "zeros"]
     )
     run.add_argument("--preferences", default="kmeans")
     run.add_argument("--steps", type=int, default=1000)

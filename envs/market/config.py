@@ -18,7 +18,7 @@ from typing import Any
 from ..checks import UnknownOptionError, int_at_least, is_real, nonneg, one_of, unit
 
 PREFERENCE_RULES = ("kmeans", "market_leader", "majority_good", "category")
-INITS = ("partition_erm", "random", "zeros")
+INITS = ("partition_erm", "published", "random", "zeros")
 REWARDS = ("local", "global", "share")
 PROBE_LABELS = ("hard", "soft")
 
@@ -81,7 +81,7 @@ class MarketConfig:
     preferences: str | tuple[int, ...] = "kmeans"
     leader_fraction: float = 0.8  # share of users fixed by "market_leader"/"majority_good"
     init: str = "partition_erm"
-    init_scale: float = 0.01  # std of the "random" initial parameters
+    init_scale: float = 0.01  # std of the "random" (and "published") initial draw
     l2: float = 1e-4  # lambda >= 0 of the regularised ERMs (partition start and baseline)
     test_fraction: float = 0.2  # held-out users for full-population risk, in (0, 1)
     population_seed: int | None = 0  # seeds split/preferences; None: drawn from reset seed

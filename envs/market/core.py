@@ -37,7 +37,13 @@ from .generators import MarketGenerators
 from .losses import logits, loss_family, quadratic_risk
 from .metrics import evaluation_due, rewards
 from .outside import OutsideOption
-from .population import Population, build_population, check_preferences, dataset_for
+from .population import (
+    Population,
+    build_population,
+    check_preferences,
+    dataset_for,
+    published_start,
+)
 from .probing import answer_probes
 from .spec import MarketSpec
 from .state import MarketState
@@ -153,14 +159,16 @@ class MarketCore:
         M, n, o, d = self.n_markets, cfg.n_learners, spec.n_outputs, spec.n_features
         if cfg.init == "partition_erm":
             theta = np.broadcast_to(pop.partition_theta, (M, n, o, d)).copy()
-        elif cfg.init == "random" and gens.per_market is not None:
+        elif cfg.init in ("random", "published") and gens.per_market is not None:
             theta = cfg.init_scale * np.stack(
                 [r.standard_normal((n, o, d)) for r in gens.per_market]
             )
-        elif cfg.init == "random":
+        elif cfg.init in ("random", "published"):
             theta = cfg.init_scale * gens.shared.standard_normal((M, n, o, d))
         else:
             theta = np.zeros((M, n, o, d))
+        if cfg.init == "published":  # the random draw, then gradient descent on each partition
+            theta = published_start(pop, theta, cfg.l2)
         if self.entry is not None:  # slots of learners that enter later start empty
             theta = self.entry.with_slots(theta)
         n, B, Np, t = spec.n_learners, spec.users_per_step, spec.probe_size, spec.target_dim

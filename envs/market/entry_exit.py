@@ -17,7 +17,8 @@ Within step t, after the actions are applied and before the batch arrives:
   ``"clone"`` copies ``theta_parent`` (plus ``N(0, clone_noise^2)`` noise per coordinate) and
   takes a uniformly random ``round(clone_share * |U_parent|)`` of the parent's loyal users
   ``U_parent``; a ``"fresh"`` learner starts as the config's ``init`` (``"random"``:
-  ``N(0, init_scale^2)``; ``"zeros"`` and ``"partition_erm"``, the regularised ERM of an empty
+  ``N(0, init_scale^2)``; ``"published"``: the same draw, a fresh learner having no partition
+  to descend on; ``"zeros"`` and ``"partition_erm"``, the regularised ERM of an empty
   partition: zeros) and each user becomes loyal to it with probability ``fresh_share``. A
   scheduled clone whose parent has left is skipped in that market (event ``"skip"``).
 
@@ -254,7 +255,7 @@ class EntryExit(Component):
             users = np.flatnonzero(pref == parent)
             moved = rng.choice(users, size=round(cfg.clone_share * len(users)), replace=False)
         else:
-            if cfg.init == "random":
+            if cfg.init in ("random", "published"):
                 theta = cfg.init_scale * rng.standard_normal(s.theta.shape[2:])
             else:
                 theta = np.zeros(s.theta.shape[2:])

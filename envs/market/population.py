@@ -7,6 +7,7 @@ seed, never on the learners' actions.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from ..data import load_dataset
 from ..data.registry import Dataset
+from . import population_cache
 from .config import MarketConfig
 from .losses import LossFamily, fit_erm, logits, loss_family, quadratic_stats
 
@@ -40,10 +42,12 @@ class Population:
 @dataclass
 class _Held:
     """A loaded dataset kept for reuse, rows in storage order: ``origin[i]`` is the loader's
-    index of stored row i (``None``: the loader's order)."""
+    index of stored row i (``None``: the loader's order); ``digest``: its rows' hash in the
+    loader's order (``population_cache.dataset_digest``), taken before any reordering."""
 
     data: Dataset
     origin: np.ndarray | None = None
+    digest: str | None = None
 
     def rows(self, index: np.ndarray) -> np.ndarray:
         """Storage rows of the loader's rows ``index``."""
@@ -163,10 +167,77 @@ def _reordered(data: Dataset, order: np.ndarray, X: np.ndarray, y: np.ndarray) -
     return out
 
 
+PUBLISHED_STEPS = 4000
+PUBLISHED_RATE = 0.01
+
+
+def published_start(
+    pop: Population,
+    theta0: np.ndarray,
+    l2: float,
+    steps: int = PUBLISHED_STEPS,
+    rate: float = PUBLISHED_RATE,
+) -> np.ndarray:
+    """The published experiments' start: from ``theta0`` (M, n, o, d), ``steps`` full-batch
+    gradient steps on each learner's preference partition P_k,
+    ``theta_k <- theta_k - rate (mean_{i in P_k} dl/dtheta(theta_k; x_i, T_i) + l2 theta_k)``.
+
+    Every market and every learner move at once (an empty partition only decays by the l2
+    term). Returns a new array; ``theta0`` is left as it is.
+    """
+    theta0 = np.asarray(theta0, dtype=np.float64)
+    n = theta0.shape[1]
+    family = pop.family
+    shrink = 1.0 - rate * l2
+    out = np.empty_like(theta0)
+    for k in range(n):  # the partitions are independent: each runs its own descent
+        rows = np.flatnonzero(pop.pref == k)
+        X, T = pop.X_train[rows], pop.T_train[rows]
+        # (M, o, d): one matrix product per market, so market m's numbers do not depend on
+        # how many markets descend together
+        w = theta0[:, k].copy()
+        for _ in range(steps):
+            if len(X):
+                r = family.residual(np.matmul(X, w.swapaxes(1, 2)), T)  # (M, N_k, o)
+                g = np.matmul(r.swapaxes(1, 2), X)
+                g *= rate / len(X)
+                w *= shrink
+                w -= g
+            else:
+                w *= shrink
+        out[:, k] = w
+    return out
+
+
+def _cache_fields(config: MarketConfig, family: LossFamily, seed: int) -> dict:
+    """What the cached arrays depend on besides the data and the code."""
+    rule = config.preferences
+    if not isinstance(rule, str):
+        rule = hashlib.blake2b(np.asarray(rule, np.int64).tobytes(), digest_size=16).hexdigest()
+    return {
+        "dataset": config.dataset,
+        "dataset_options": repr(sorted(config.dataset_options.items())),
+        "loss": [family.name, family.normalise],
+        "n_learners": config.n_learners,
+        "preferences": rule,
+        "leader_fraction": config.leader_fraction,
+        "partition_fits": config.init == "partition_erm",
+        "l2": config.l2,
+        "test_fraction": config.test_fraction,
+        "seed": seed,
+    }
+
+
 def build_population(config: MarketConfig, seed: int) -> Population:
-    """Split, preferences and reference ERMs for ``config`` from ``seed``."""
+    """Split, preferences and reference ERMs for ``config`` from ``seed``.
+
+    The preferences and the ERMs are read from the population cache when it holds this
+    setting (``population_cache``), else computed and stored there.
+    """
     held = _held(config)
     data = dataset_for(config) if held is None else held.data
+    if held is not None and held.digest is None:
+        held.digest = population_cache.dataset_digest(data)  # still in the loader's order
     family = loss_family(data.task, data.extra)
     rng = np.random.default_rng(seed)
     N = data.n_users
@@ -174,8 +245,21 @@ def build_population(config: MarketConfig, seed: int) -> Population:
     perm = rng.permutation(N)
     test, train = np.sort(perm[:n_test]), np.sort(perm[n_test:])
     rows_train, rows_test = (train, test) if held is None else (held.rows(train), held.rows(test))
-    pref = assign_preferences(config, data, train, rng, rows_train)
     o = family.n_outputs(data.n_classes)
+    n, d = config.n_learners, data.n_features
+    key = None
+    if population_cache.cache_dir() is not None:
+        digest = population_cache.dataset_digest(data) if held is None else held.digest
+        key = population_cache.population_key(_cache_fields(config, family, seed), digest)
+        shapes = {"pref": (len(train),), "baseline_theta": (o, d), "partition_theta": (n, o, d)}
+        cached = population_cache.load(key, shapes)
+    else:
+        cached = None
+    if cached is None:
+        pref = assign_preferences(config, data, train, rng, rows_train)
+    else:
+        check_preferences(config, data)
+        pref = cached["pref"].astype(np.int64)
     # one copy of the covariates, train users then test users; X_train and X_test are views
     order = np.concatenate([rows_train, rows_test])
     X_split, y_split = data.X[order], data.y[order]
@@ -191,16 +275,23 @@ def build_population(config: MarketConfig, seed: int) -> Population:
     if held is not None:  # hold the dataset in this order: no second copy of the covariates
         held.data = data = _reordered(data, order, X_split, y_split)
         held.origin = order if held.origin is None else held.origin[order]
-    baseline = fit_erm(family, X_train, T_train, config.l2, o)
-    if config.init == "partition_erm":
-        partition = np.stack(
-            [
-                fit_erm(family, X_train[pref == k], T_train[pref == k], config.l2, o)
-                for k in range(config.n_learners)
-            ]
-        )
+    if cached is not None:
+        baseline, partition = cached["baseline_theta"], cached["partition_theta"]
     else:
-        partition = np.zeros((config.n_learners, o, data.n_features))
+        baseline = fit_erm(family, X_train, T_train, config.l2, o)
+        if config.init == "partition_erm":
+            partition = np.stack(
+                [
+                    fit_erm(family, X_train[pref == k], T_train[pref == k], config.l2, o)
+                    for k in range(n)
+                ]
+            )
+        else:
+            partition = np.zeros((n, o, d))
+        if key is not None:
+            population_cache.store(
+                key, {"pref": pref, "baseline_theta": baseline, "partition_theta": partition}
+            )
     z = logits(baseline[None], X_test)[0]
     loss = float(family.loss(z, T_test).mean())
     acc = float((family.predict(z) == y_test).mean()) if family.is_classification else math.nan
