@@ -6,8 +6,10 @@ import math
 
 import numpy as np
 
-from .preprocess import check_bool, design_matrix
+from .preprocess import check_bool, design_buffer
 from .registry import Dataset, register_dataset
+
+BLOCK = 1024  # rows of the Gaussian-groups covariates generated at once
 
 
 def load_two_slopes(
@@ -70,11 +72,17 @@ def load_gaussian_groups(
     rules = rng.normal(size=(n_groups, n_features))
     rules /= np.linalg.norm(rules, axis=1, keepdims=True)
     groups = np.arange(n_users) % n_groups
-    X = centres[groups] + rng.normal(size=(n_users, n_features))
-    score = np.einsum("nd,nd->n", X - centres[groups], rules[groups])
-    y = (score + label_noise * rng.normal(size=n_users) > 0).astype(np.int64)
     names = tuple(f"x{j}" for j in range(n_features))
-    X, names = design_matrix(X, names, check_bool("intercept", intercept), standardise=False)
+    X, F, names = design_buffer(n_users, names, check_bool("intercept", intercept))
+    score = np.empty(n_users)
+    # filled in blocks of rows, so no temporary is the size of X; the normal draws come in the
+    # same order as one (n_users, n_features) draw, so the population does not depend on BLOCK
+    for start in range(0, n_users, BLOCK):
+        rows = slice(start, min(start + BLOCK, n_users))
+        c = centres[groups[rows]]
+        F[rows] = c + rng.normal(size=(len(c), n_features))
+        score[rows] = np.einsum("nd,nd->n", F[rows] - c, rules[groups[rows]])
+    y = (score + label_noise * rng.normal(size=n_users) > 0).astype(np.int64)
     return Dataset(
         name="gaussian-groups",
         X=X,

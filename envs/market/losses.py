@@ -266,6 +266,16 @@ def fit_erm(
     return res.x.reshape(n_outputs, d)
 
 
+def _weighted_gram(X: np.ndarray, s: np.ndarray, block: int = 2048) -> np.ndarray:
+    """``X^T diag(s) X``, summed over blocks of rows (no temporary the size of ``X``)."""
+    d = X.shape[1]
+    out = np.zeros((d, d))
+    for i in range(0, len(X), block):
+        Xb = X[i : i + block]
+        out += (Xb.T * s[i : i + block]) @ Xb
+    return out
+
+
 def _fit_logistic_newton(
     X: np.ndarray, q: np.ndarray, l2: float, max_iter: int = 50, gtol: float = 1e-11
 ) -> tuple[np.ndarray, bool]:
@@ -289,7 +299,7 @@ def _fit_logistic_newton(
         g = X.T @ (p - q) / N + l2 * w
         if np.abs(g).max() <= gtol:
             return w, True
-        H = (X.T * (p * (1.0 - p))) @ X / N
+        H = _weighted_gram(X, p * (1.0 - p)) / N
         H.flat[:: d + 1] += l2
         try:
             step = np.linalg.solve(H, g)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data import load_dataset
+from ..data.preprocess import partition_rows_in_place
 from ..data.registry import Dataset
 from . import population_cache
 from .config import MarketConfig
@@ -262,7 +263,11 @@ def build_population(config: MarketConfig, seed: int) -> Population:
         pref = cached["pref"].astype(np.int64)
     # one copy of the covariates, train users then test users; X_train and X_test are views
     order = np.concatenate([rows_train, rows_test])
-    X_split, y_split = data.X[order], data.y[order]
+    y_split = data.y[order]
+    # the first population of a held dataset reorders the loaded covariates where they lie
+    # (no population views them yet): no second full-size copy, so a lower peak memory
+    in_place = held is not None and held.origin is None and partition_rows_in_place(data.X, train)
+    X_split = data.X if in_place else data.X[order]
     T_split = family.targets(y_split, data.n_classes)
     n_train = len(train)
     X_train, X_test, T_train, T_test = (
