@@ -1,20 +1,34 @@
 """Every learner of one or more markets as one Stable-Baselines3 ``VecEnv`` (a shared policy).
 
-Entry ``i = m * n + k`` of the vector is learner ``k`` of market ``m``: all learners act through
-the same policy (parameter sharing). Observations are the flat vectors of
+Entry ``i = m * n + k`` of the vector is learner slot ``k`` of market ``m``: all learners act
+through the same policy (parameter sharing). Observations are the flat vectors of
 :class:`~choicemarket.wrappers.ObservationFeatures`; actions are the strategy knobs of
 :class:`~choicemarket.wrappers.StrategyKnobs` (``strategy=True``) or raw market actions.
-Rewards are each learner's market reward.
+Rewards are each learner's market reward. Every market advances in one call of the batched
+:class:`~choicemarket.envs.market.core.MarketCore`, its learners' knobs turn into updates in
+one :func:`~choicemarket.wrappers.strategy.knob_actions` call and their observations into
+vectors in one :meth:`~choicemarket.wrappers.ObservationFeatures.vectors` call.
 
 What a generic PettingZoo-to-VecEnv conversion lacks and this adds:
 
 - ``seed(s)`` (called by ``PPO(..., seed=s)``): the next reset seeds market ``m`` with ``s + m``
   and learner ``k``'s knob generator with ``SeedSequence([s + m, k])``, so training is
-  reproducible;
+  reproducible; a reset without a seed continues each market's generator;
 - the episode end at ``max_steps`` is a truncation: ``dones`` is True with
   ``infos[i]["TimeLimit.truncated"] = True`` and ``infos[i]["terminal_observation"]``, so
-  on-policy algorithms bootstrap from the value of the last state; the market then restarts,
-  continuing its generator.
+  on-policy algorithms bootstrap from the value of the last state; every market then restarts
+  (they run in step, so they end together).
+
+Learners entering and leaving (``max_learners``, ``entries``, ``exit_share``): every slot is an
+entry of the vector. A slot without a learner (not yet entered, or left) sees a zero
+observation, gets reward 0 and ``infos[i]["active"] = False``; its actions are ignored. A
+learner that leaves ends its entry's episode: ``dones[i]`` True with
+``"TimeLimit.truncated"`` False and its last observation as ``"terminal_observation"``. The
+zero stretch of an empty slot is an episode too: it ends (a truncation, terminal observation
+zeros) when a learner enters the slot, whose first observation is then returned, or at the
+market's end. ``VecMonitor`` therefore also logs empty stretches, with return 0. A collective
+(``collective_fraction`` > 0) is scripted: ``collective`` policy, default
+:class:`~choicemarket.baselines.FixedCollective`.
 
 This is the only module of the package that imports Stable-Baselines3 (install the ``rl``
 extra); ``choicemarket.wrappers`` loads it on first use of its names.
@@ -22,30 +36,39 @@ extra); ``choicemarket.wrappers`` loads it on first use of its names.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
+from choicemarket.baselines import FixedCollective
 from choicemarket.baselines.seeding import policy_seed
-from choicemarket.envs.market_v0 import raw_env
+from choicemarket.envs.market.config import MarketConfig
+from choicemarket.envs.market.core import MarketCore
+from choicemarket.envs.market.entry_exit import agent_event
+from choicemarket.envs.market.metrics import learner_metrics
 
 from .flat_observation import ObservationFeatures
-from .strategy import StrategyKnobs
+from .strategy import StrategyKnobs, knob_actions
+from .vector_env import collective_actions, observation_arrays
 
 __all__ = ["MarketVecEnv", "shared_policy_vec_env"]
 
 
 class MarketVecEnv(VecEnv):
-    """``n_markets`` markets, each learner one entry of the vector.
+    """``n_markets`` markets, each learner slot one entry of the vector.
 
     Args:
-        n_markets: independent markets (num_envs = n_markets * n_learners).
+        n_markets: independent markets (num_envs = n_markets * n_learners, n_learners counting
+            every slot when learners enter and leave).
         strategy: knob actions (True) or raw market actions (False).
         strategy_options: :class:`StrategyKnobs` options (eta, schedule, ...).
         observation_options: :class:`ObservationFeatures` options (param_scale, clip,
             peer_shares).
+        collective: the collective's policy when ``collective_fraction`` > 0 (copied per
+            market; default ``FixedCollective``).
         **market_kwargs: market configuration fields.
     """
 
@@ -55,16 +78,23 @@ class MarketVecEnv(VecEnv):
         strategy: bool = True,
         strategy_options: dict[str, Any] | None = None,
         observation_options: dict[str, Any] | None = None,
+        collective: Any = None,
         **market_kwargs: Any,
     ) -> None:
         if isinstance(n_markets, bool) or not isinstance(n_markets, int) or n_markets < 1:
             raise ValueError(f"n_markets must be an integer >= 1, got {n_markets!r}")
-        self.markets = [raw_env(**market_kwargs) for _ in range(n_markets)]
-        first = self.markets[0]
-        spec = first.market_spec
-        self.n_learners = n = spec.n_learners
+        self.config = MarketConfig.from_kwargs(**market_kwargs)
+        if n_markets > 1 and self.config.population_seed is None:
+            raise ValueError(
+                "population_seed must be an integer >= 0 when n_markets > 1: the markets "
+                "share one population, got None"
+            )
+        self.core = MarketCore(self.config, n_markets)
+        self.market_spec = spec = self.core.spec
+        self.action_layout = spec.actions
+        self.n_markets, self.n_learners = n_markets, (n := spec.n_learners)
         self.features = ObservationFeatures(
-            spec, first.config.max_steps, **(observation_options or {})
+            spec, self.config.max_steps, **(observation_options or {})
         )
         self.strategy = bool(strategy)
         self.knobs = (
@@ -72,113 +102,182 @@ class MarketVecEnv(VecEnv):
             if strategy
             else None
         )
-        action_space = self.knobs[0].space if strategy else first.action_space("learner_0")
+        self._row_knobs = None if self.knobs is None else self.knobs * n_markets
+        action_space = self.knobs[0].space if strategy else spec.actions.space()
+        self.render_mode = None
         super().__init__(n_markets * n, self.features.space, action_space)
+        self._collective = None
+        if self.core.collective is not None:
+            given = collective or FixedCollective(n_learners=n)
+            self._collective = [copy.deepcopy(given) for _ in range(n_markets)]
         self._market_seeds: list[int | None] = [None] * n_markets
         self._base_seeds: list[int | None] = [None] * n_markets
         self._unseeded = [0] * n_markets
-        self._rngs = [[np.random.default_rng(0)] * n for _ in range(n_markets)]
-        self._obs: list[dict] = [{} for _ in range(n_markets)]
+        self._generators: list[np.random.Generator | None] = [None] * n_markets
+        self._rngs = [np.random.default_rng(0)] * (n_markets * n)
+        self._obs: dict[str, np.ndarray] = {}
+        self._vectors = np.zeros((self.num_envs, self.features.size), np.float32)
         self._actions: np.ndarray | None = None
 
     # ----------------------------------------------------------------- seeding and reset
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
         """Seeds for the next reset: market ``m`` gets ``seed + m``."""
         if seed is None:
-            return [None] * len(self.markets)
-        self._market_seeds = [int(seed) + m for m in range(len(self.markets))]
+            return [None] * self.n_markets
+        self._market_seeds = [int(seed) + m for m in range(self.n_markets)]
         return list(self._market_seeds)
 
-    def _reset_market(self, m: int, seed: int | None) -> None:
-        market = self.markets[m]
-        if seed is not None:
-            self._base_seeds[m], self._unseeded[m] = seed, 0
-        elif self._base_seeds[m] is None:
-            self._base_seeds[m] = int(np.random.SeedSequence().generate_state(1)[0])
-        else:
-            self._unseeded[m] += 1
-        self._obs[m], _ = market.reset(seed=seed)
-        base, e = self._base_seeds[m], self._unseeded[m]
-        self._rngs[m] = [
-            np.random.default_rng(policy_seed(base, k, e)) for k in range(self.n_learners)
-        ]
-
     def reset(self) -> np.ndarray:
-        for m in range(len(self.markets)):
-            self._reset_market(m, self._market_seeds[m])
-        self._market_seeds = [None] * len(self.markets)
+        self._reset_markets(self._market_seeds)
+        self._market_seeds = [None] * self.n_markets
         self._reset_seeds()
         self._reset_options()
-        return np.stack(
-            [self._vector(m, k) for m in range(len(self.markets)) for k in range(self.n_learners)]
-        )
+        return self._observe()
 
-    def _vector(self, m: int, k: int) -> np.ndarray:
-        market = self.markets[m]
-        shares = market.state_arrays.share[0] if self.features.peer_shares else None
-        obs = self._obs[m][market.possible_agents[k]]
-        return self.features.vector(obs, market.population.baseline_loss, shares)
+    def _reset_markets(self, seeds: list[int | None]) -> None:
+        """Restart every market: a seed starts its generator and policy seeds afresh, None
+        continues them (the e-th unseeded episode)."""
+        n = self.n_learners
+        for m, seed in enumerate(seeds):
+            if seed is not None:
+                self._base_seeds[m], self._unseeded[m] = seed, 0
+                self._generators[m] = np.random.default_rng(seed)
+            elif self._base_seeds[m] is None:
+                self._base_seeds[m] = int(np.random.SeedSequence().generate_state(1)[0])
+                self._generators[m] = np.random.default_rng()
+            else:
+                self._unseeded[m] += 1
+            base, e = self._base_seeds[m], self._unseeded[m]
+            for k in range(n):
+                self._rngs[m * n + k] = np.random.default_rng(policy_seed(base, k, e))
+            if self._collective is not None and hasattr(self._collective[m], "reset"):
+                self._collective[m].reset(policy_seed(base, n, e))
+        gens = self.core.gens
+        gens.per_market = list(self._generators)
+        gens.shared, gens.seeded = gens.per_market[0], True
+        self.core.reset()  # continues the generators just set
+
+    def _active(self) -> np.ndarray:
+        """(M n,) bool: the slots with a learner."""
+        core = self.core
+        if core.active is None:
+            return np.ones(self.num_envs, bool)
+        return core.active.reshape(-1).copy()
+
+    def _observe(self, keep: np.ndarray | None = None) -> np.ndarray:
+        """Flat observations of every slot, zeros for empty ones (``keep``: the slots whose
+        observation is kept although empty now, the learners that just left)."""
+        core = self.core
+        self._obs = observation_arrays(core)
+        shares = None
+        if self.features.peer_shares:
+            shares = np.repeat(core.state.share, self.n_learners, 0)
+        vectors = self.features.vectors(self._obs, core.population.baseline_loss, shares)
+        empty = ~self._active()
+        if keep is not None:
+            empty &= ~keep
+        vectors[empty] = 0.0
+        self._vectors = vectors
+        return vectors.copy()
 
     # ----------------------------------------------------------------- step
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions)
 
     def step_wait(self):
-        actions, n = self._actions, self.n_learners
+        actions, core = self._actions, self.core
         if actions is None:
             raise RuntimeError("step_async() must come before step_wait()")
-        obs_out = np.empty((self.num_envs, self.features.size), np.float32)
-        rewards = np.empty(self.num_envs, np.float32)
-        dones = np.zeros(self.num_envs, bool)
+        self._actions = None  # a rejected step changes nothing else
+        M, n, layout = self.n_markets, self.n_learners, self.action_layout
+        before = self._active()
+        rows = np.flatnonzero(before)
+        market_actions = np.tile(layout.build().astype(np.float64), (self.num_envs, 1))
+        shape = (self.num_envs, *self.action_space.shape)
+        try:
+            a = np.asarray(actions, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"actions must be a numeric array of shape {shape}") from exc
+        if a.shape != shape:
+            raise ValueError(f"actions must have shape {shape}, got {a.shape}")
+        if self.knobs is not None:
+            if not np.isfinite(a[rows]).all():
+                raise ValueError("actions contain NaN or inf; all entries must be finite")
+            knobs = np.clip(a[rows], -1.0, 1.0)
+            obs = {key: v[rows] for key, v in self._obs.items()}
+            rngs = [self._rngs[i] for i in rows.tolist()]
+            chosen = knob_actions([self._row_knobs[i] for i in rows], knobs, obs, rngs)
+        else:
+            chosen = a[rows]
+        names = (f"actions[{i}]" for i in rows.tolist())
+        market_actions[rows] = layout.validate_many(list(chosen), names)
+        coll = collective_actions(core, self._collective) if self._collective else None
+        reward, _ = core.advance(market_actions.reshape(M, n, -1), coll)
+        after = self._active()
+        last = self._vectors
+        obs = self._observe(keep=before & ~after)
+        rewards = np.where(before, reward.reshape(-1), 0.0).astype(np.float32)
+        left, entered = before & ~after, after & ~before
+        truncated = core.state.step >= self.config.max_steps
+        dones = left | entered | truncated
+        infos = self._infos(before | after)
+        for i in np.flatnonzero(dones).tolist():
+            time_limit = truncated or bool(entered[i])
+            terminal = last[i] if entered[i] else obs[i]
+            infos[i]["TimeLimit.truncated"] = time_limit and not left[i]
+            infos[i]["terminal_observation"] = terminal.copy()
+        obs[left] = 0.0  # a slot left empty
+        self._vectors[left] = 0.0
+        if truncated:
+            self._reset_markets([None] * M)
+            obs = self._observe()
+        return obs, rewards, dones, infos
+
+    def _infos(self, present: np.ndarray) -> list[dict]:
+        """Each slot's market info (``{"active": False}`` for a slot without a learner)."""
+        core, s, pop, n = self.core, self.core.state, self.core.population, self.n_learners
+        active = self._active()
+        events: list[list[dict]] = [[] for _ in range(self.n_markets)]
+        if core.entry is not None:
+            for e in core.entry.step_events:
+                events[e["market"]].append(agent_event(e))
         infos: list[dict] = []
-        for m, market in enumerate(self.markets):
-            obs = self._obs[m]
-            step_actions = {}
-            for k, agent in enumerate(market.possible_agents):
-                a = actions[m * n + k]
-                if self.knobs is not None:
-                    a = self.knobs[k].action(a, obs[agent], self._rngs[m][k])
-                step_actions[agent] = a
-            self._obs[m], r, _, trunc, info = market.step(step_actions)
-            done = any(trunc.values())
-            for k, agent in enumerate(market.possible_agents):
+        for m in range(self.n_markets):  # info dicts are per entry: built market by market
+            tail = {
+                "baseline_loss": pop.baseline_loss,
+                "baseline_accuracy": pop.baseline_accuracy,
+                "eval_step": s.eval_step,
+            }
+            if core.entry is not None:
+                tail["active_learners"] = int(core.entry.active[m].sum())
+                tail["events"] = events[m]
+            rows = learner_metrics(core, m, tail=tail)
+            for k in range(n):
                 i = m * n + k
-                rewards[i] = r[agent]
-                infos.append(dict(info[agent]))
-                obs_out[i] = self._vector(m, k)
-                if done:
-                    dones[i] = True
-                    infos[i]["TimeLimit.truncated"] = True
-                    infos[i]["terminal_observation"] = obs_out[i].copy()
-            if done:
-                self._reset_market(m, None)
-                for k in range(n):
-                    obs_out[m * n + k] = self._vector(m, k)
-        self._actions = None
-        return obs_out, rewards, dones, infos
+                info = rows[k] if present[i] else {}
+                info["active"] = bool(active[i])
+                infos.append(info)
+        return infos
 
     # ----------------------------------------------------------------- VecEnv plumbing
-    def _market_of(self, indices) -> list[raw_env]:
-        return [self.markets[i // self.n_learners] for i in self._get_indices(indices)]
-
     def get_attr(self, attr_name: str, indices=None) -> list[Any]:
-        return [getattr(m, attr_name) for m in self._market_of(indices)]
+        """The attribute of this environment, once per index (every entry shares it)."""
+        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
-        for m in self._market_of(indices):
-            setattr(m, attr_name, value)
+        setattr(self, attr_name, value)
 
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs):
         return [
-            getattr(m, method_name)(*method_args, **method_kwargs) for m in self._market_of(indices)
+            getattr(self, method_name)(*method_args, **method_kwargs)
+            for _ in self._get_indices(indices)
         ]
 
     def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
         return [False] * len(list(self._get_indices(indices)))
 
     def close(self) -> None:
-        for m in self.markets:
-            m.close()
+        pass
 
 
 def shared_policy_vec_env(n_markets: int = 1, monitor: bool = True, **kwargs: Any) -> VecEnv:

@@ -171,3 +171,105 @@ def test_bad_input_changes_nothing():
         vec.reset(options={"reset_mask": np.zeros(2, bool)})
     with pytest.raises(ValueError, match="ego"):
         gym.make_vec("choicemarket:choicemarket/Platform-v0", num_envs=2, ego=5, **MARKET)
+
+
+# --------------------------------------------------------------------- the SB3 VecEnv
+def _vec(n_markets=2, **kw):
+    pytest.importorskip("stable_baselines3")  # the rl extra
+    from choicemarket.wrappers import MarketVecEnv
+
+    return MarketVecEnv(n_markets=n_markets, **dict(MARKET, **kw))
+
+
+def _sb3_run(venv, seed, steps, rng_seed=0):
+    rng = np.random.default_rng(rng_seed)
+    venv.seed(seed)
+    out = [venv.reset()]
+    for _ in range(steps):
+        out.append(venv.step(rng.uniform(-1, 1, (venv.num_envs, *venv.action_space.shape))))
+    return out
+
+
+def test_shared_policy_markets_step_as_they_would_alone():
+    """M markets in one core give each market the trajectory it has alone with its seed."""
+    M, n, T = 3, MARKET["n_learners"], MARKET["max_steps"] + 3
+    together = _sb3_run(_vec(M), 10, T)
+    rng = np.random.default_rng(0)
+    actions = [rng.uniform(-1, 1, (M * n, 4)) for _ in range(T)]
+    for m in range(M):
+        alone = _vec(1)
+        alone.seed(10 + m)
+        rows = slice(m * n, (m + 1) * n)
+        assert np.array_equal(alone.reset(), together[0][rows])
+        for t in range(T):
+            obs, rewards, dones, infos = alone.step(actions[t][rows])
+            o2, r2, d2, i2 = together[t + 1]
+            assert np.array_equal(obs, o2[rows]) and np.array_equal(rewards, r2[rows])
+            assert np.array_equal(dones, d2[rows])
+            for a, b in zip(infos, i2[rows]):
+                same(a, b)
+
+
+def test_shared_policy_same_seed_same_run():
+    a, b, c = (_sb3_run(_vec(2), s, 12) for s in (4, 4, 5))
+    same(a, b)
+    assert not np.array_equal(a[3][0], c[3][0])
+
+
+@pytest.mark.parametrize("strategy", [True, False])
+@pytest.mark.parametrize("variant", ["plain", "collective", "entry-exit", "logit-outside"])
+def test_shared_policy_vec_env_checks(strategy, variant):
+    """What SB3 expects of a VecEnv: spaces, dtypes, info dicts, finite values, truncation
+    with terminal observations, autoreset; learners entering and leaving."""
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3.common.vec_env import VecCheckNan
+
+    extra = {k: v for k, v in VARIANTS.get(variant, {}).items() if k != "opponents"}
+    venv = VecCheckNan(_vec(2, strategy=strategy, **extra), raise_exception=True)
+    base = venv.unwrapped
+    N = venv.num_envs
+    assert N == 2 * base.n_learners
+    obs = venv.reset()
+    assert obs.shape == (N, *venv.observation_space.shape) and obs.dtype == np.float32
+    rng = np.random.default_rng(3)
+    space = venv.action_space
+    ends = entries = exits = 0
+    for t in range(2 * MARKET["max_steps"]):
+        acts = rng.uniform(space.low, space.high, (N, *space.shape)).astype(np.float32)
+        obs, rewards, dones, infos = venv.step(acts)
+        assert all(venv.observation_space.contains(o) for o in obs)
+        assert rewards.dtype == np.float32 and dones.dtype == np.bool_ and len(infos) == N
+        for i in np.flatnonzero(dones):
+            info = infos[i]
+            assert venv.observation_space.contains(info["terminal_observation"])
+            if not info["TimeLimit.truncated"]:
+                exits += 1
+                assert not info["active"] and not obs[i].any()  # left: zeros from now on
+            elif (t + 1) % MARKET["max_steps"]:
+                entries += 1
+                assert info["active"] and not info["terminal_observation"].any()
+        for i, info in enumerate(infos):
+            if not info["active"] and not dones[i]:
+                assert rewards[i] == 0.0 and not obs[i].any() and set(info) == {"active"}
+        if (t + 1) % MARKET["max_steps"] == 0:
+            assert dones.all() and all(
+                info["TimeLimit.truncated"] or not info["active"] for info in infos
+            )
+            ends += 1
+    assert ends == 2
+    if variant == "entry-exit":
+        assert entries > 0 and exits > 0
+
+
+def test_shared_policy_bad_actions_change_nothing():
+    venv, twin = _vec(2), _vec(2)
+    for v in (venv, twin):
+        v.seed(1)
+        v.reset()
+    good = np.zeros((venv.num_envs, 4))
+    for bad, match in ((good[:2], "shape"), (np.full_like(good, np.nan), "NaN"), ("x", "numeric")):
+        with pytest.raises(ValueError, match=match):
+            venv.step(bad)
+    same(list(venv.step(good)), list(twin.step(good)))
+    with pytest.raises(ValueError, match="population_seed"):
+        _vec(2, population_seed=None)
