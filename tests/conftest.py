@@ -1,6 +1,44 @@
-"""Shared fixtures."""
+"""Shared fixtures, and the fuzzing profiles of ``tests/fuzz`` (``--fuzz-profile``)."""
+
+import os
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# profiles of the fuzz suite only (other property tests keep hypothesis' defaults):
+# "fuzz-ci", the default, bounded for every run of the suite; "fuzz-long", a deeper search
+FUZZ_PROFILES = {"ci": "fuzz-ci", "long": "fuzz-long"}
+settings.register_profile(
+    "fuzz-ci",
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "fuzz-long",
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fuzz-profile",
+        default=None,
+        choices=("ci", "long"),
+        help="hypothesis profile of tests/fuzz: 'ci' (default, bounded) or 'long' "
+        "(also selectable with HYPOTHESIS_PROFILE)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    name = config.getoption("--fuzz-profile") or os.environ.get("HYPOTHESIS_PROFILE") or "ci"
+    if name not in FUZZ_PROFILES:
+        name = "ci"
+    # tests/fuzz decorate with settings.get_profile("fuzz")
+    settings.register_profile("fuzz", settings.get_profile(FUZZ_PROFILES[name]))
 
 
 @pytest.fixture

@@ -30,9 +30,11 @@ import numpy as np
 from choicemarket.baselines import MSGD, FixedCollective, act_all
 from choicemarket.baselines.msgd import learner_index
 from choicemarket.baselines.seeding import policy_seed
+from choicemarket.envs.checks import check_seed
 from choicemarket.envs.market.collective import COLLECTIVE
 from choicemarket.envs.market.spec import MarketSpec
 from choicemarket.envs.market_v0 import raw_env
+from choicemarket.envs.render import RENDER_FPS
 
 __all__ = ["SingleLearner"]
 
@@ -50,11 +52,13 @@ class SingleLearner(gym.Env):
             ``act(observation)`` and optionally ``reset(seed)``, e.g. ``MSGDP`` or ``NoUpdate``
             from :mod:`choicemarket.baselines`.
         market: an existing ``market_v0.raw_env`` to wrap instead of building one.
-        render_mode: ``None`` or ``"ansi"`` (the market table).
+        render_mode: ``None``, ``"ansi"`` (the market table), ``"rgb_array"`` (an image of
+            shares and accuracies over recent steps) or ``"human"`` (a window); see
+            :mod:`choicemarket.envs.render`.
         **market_kwargs: fields of :class:`~choicemarket.envs.market.config.MarketConfig`.
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi", "rgb_array", "human"], "render_fps": RENDER_FPS}
 
     def __init__(
         self,
@@ -68,6 +72,12 @@ class SingleLearner(gym.Env):
             market = raw_env(render_mode=render_mode, **market_kwargs)
         elif market_kwargs:
             raise ValueError("pass either market or market keyword arguments, not both")
+        if market.config.observation != "dict":
+            raise ValueError(
+                "observation must be 'dict' for the market of a SingleLearner (its scripted "
+                "learners read the Dict); for a flat ego observation use FlatObservation "
+                "(choicemarket/PlatformFlat-v0)"
+            )
         self.market = market
         self.render_mode = market.render_mode
         self.market_spec: MarketSpec = market.market_spec
@@ -105,6 +115,7 @@ class SingleLearner(gym.Env):
 
     # ----------------------------------------------------------------- API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        seed = check_seed(seed)
         super().reset(seed=seed)
         if seed is not None:
             self._base_seed, self._unseeded_episodes = int(seed), 0
@@ -125,6 +136,8 @@ class SingleLearner(gym.Env):
         if self._finished or not self.market.agents:
             raise RuntimeError("step() called on a finished episode; call reset() first")
         obs, market = self._observations, self.market
+        # the ego's action is checked before any opponent acts (and draws from its generator)
+        action = market.action_layout.validate(action, "action")
         present = [a for a in market.agents if a in self.opponents and a != COLLECTIVE]
         actions = act_all(self.opponents, {a: obs[a] for a in present}, market.active_mask)
         if COLLECTIVE in market.agents:

@@ -114,4 +114,9 @@ def load_dataset(name: str, **options) -> Dataset:
                 f"dataset_options {unknown} not accepted by dataset {name!r}; "
                 f"allowed: {sorted(params)}"
             )
-    return loader(**options)
+    try:
+        return loader(**options)
+    except (TypeError, OverflowError) as exc:  # e.g. a float where the loader needs an int
+        raise ValueError(
+            f"dataset_options {sorted(options)} of dataset {name!r} are invalid: {exc}"
+        ) from exc

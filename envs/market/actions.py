@@ -5,11 +5,13 @@ Layout (length ``n_params + n_learners + 2``)::
     [ update (n_params) | probe (1) | peers (n_learners) | route_by_preference (1) ]
 
 ``update`` is added to the learner's parameters (each coordinate clipped to
-``[-max_update, max_update]``). The remaining coordinates lie in ``[-1, 1]`` and are read as
-flags, *on* when > 0: ``probe`` requests a probe of peer models this step; ``peers[j]`` includes
-learner j in the request (the pseudo-label is the median of their predictions);
-``route_by_preference`` instead sends each probed covariate to the learner its user prefers.
-A probe request that names no peer and does not route by preference makes no query.
+``[-max_update, max_update]``; the parameters themselves are kept within
+``[-MAX_PARAM, MAX_PARAM]``, 1e6, so that every loss stays finite). The remaining coordinates
+lie in ``[-1, 1]`` and are read as flags, *on* when > 0: ``probe`` requests a probe of peer
+models this step; ``peers[j]`` includes learner j in the request (the pseudo-label is the
+median of their predictions); ``route_by_preference`` instead sends each probed covariate to
+the learner its user prefers. A probe request that names no peer and does not route by
+preference makes no query.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from gymnasium import spaces
+
+from ..checks import numeric_array
 
 
 @dataclass(frozen=True)
@@ -108,14 +112,7 @@ class ActionLayout:
 
     def validate(self, action: object, name: str = "action") -> np.ndarray:
         """Check shape and finiteness, then clip to the bounds (float64 copy)."""
-        try:
-            a = np.asarray(action, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name} must be a numeric array of shape ({self.size},)") from exc
-        if a.shape != (self.size,):
-            raise ValueError(f"{name} must have shape ({self.size},), got {a.shape}")
-        if not np.isfinite(a).all():
-            raise ValueError(f"{name} contains NaN or inf; all entries must be finite")
+        a = numeric_array(action, (self.size,), name)
         low, high = self._bounds
         return np.clip(a, low, high)
 
@@ -124,7 +121,7 @@ class ActionLayout:
         the same ``ValueError`` as :meth:`validate`, naming it."""
         try:
             a = np.array(actions, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             a = None
         # a sum is finite iff every entry is (barring overflow, which the slow path re-checks)
         if a is None or a.shape != (len(actions), self.size) or not np.isfinite(a.sum()):

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from gymnasium import spaces
 
-from ..checks import is_real
+from ..checks import MAX_MAGNITUDE, as_float, brief, real_in
+from .collective_theory import critical_mass_logistic  # noqa: F401 (re-exported)
 from .component import Component
 from .losses import logits
 from .population import Population
@@ -47,13 +48,12 @@ STRATEGIES = ("none", "plant", "erase")
 
 def check_fields(cfg: MarketConfig) -> None:
     """Check (and normalise) ``collective_fraction`` and ``collective_signal``."""
+    real_in(cfg, "collective_fraction", 0.0, 1.0, open_high=True)
     a = cfg.collective_fraction
-    if not (is_real(a) and 0.0 <= a < 1.0):
-        raise ValueError(f"collective_fraction must be a number in [0, 1), got {a!r}")
     signal = cfg.collective_signal
     message = (
-        "collective_signal must be a sequence of (feature index >= 0, finite value) pairs "
-        f"with distinct features, got {signal!r}"
+        "collective_signal must be a sequence of (feature index >= 0, value in "
+        f"[-{MAX_MAGNITUDE:g}, {MAX_MAGNITUDE:g}]) pairs with distinct features, got {signal!r}"
     )
     if isinstance(signal, (str, bytes)) or not isinstance(signal, Sequence):
         raise ValueError(message)
@@ -62,9 +62,12 @@ def check_fields(cfg: MarketConfig) -> None:
         if isinstance(p, (str, bytes)) or not isinstance(p, Sequence) or len(p) != 2:
             raise ValueError(message)
         j, v = p
-        if isinstance(j, bool) or not isinstance(j, numbers.Integral) or j < 0 or not is_real(v):
+        x = as_float(v)
+        if isinstance(j, bool) or not isinstance(j, numbers.Integral) or j < 0 or x is None:
             raise ValueError(message)
-        pairs.append((int(j), float(v)))
+        if abs(x) > MAX_MAGNITUDE:
+            raise ValueError(message)
+        pairs.append((int(j), x))
     if len({j for j, _ in pairs}) != len(pairs):
         raise ValueError(message)
     if a > 0 and not pairs:
@@ -134,20 +137,20 @@ class Collective(Component):
     def validate(self, action: object, name: str = "actions['collective']") -> np.ndarray:
         """(3,) int64 action, or ValueError naming the allowed values."""
         try:
-            a = np.asarray(action)
-            ok = a.shape == (3,) and np.isfinite(a.astype(np.float64)).all()
-            ok = ok and bool((a.astype(np.float64) == np.round(a.astype(np.float64))).all())
-        except (TypeError, ValueError):
+            f = np.array(action, dtype=np.float64)
+            ok = f.shape == (3,) and bool(np.isfinite(f).all())
+            ok = ok and bool((f == np.round(f)).all() and (f >= 0).all())
+            ok = ok and bool((f < self.space.nvec).all())
+        except (TypeError, ValueError, OverflowError):
             ok = False
         n = self.spec.n_learners
         if ok:
-            a = a.astype(np.int64)
-            ok = bool((a >= 0).all() and (a < self.space.nvec).all())
+            a = f.astype(np.int64)
         if not ok:
             raise ValueError(
                 f"{name} must be 3 integers [strategy in 0..2 {STRATEGIES}, destination in "
                 f"0..{n} (0: as usual, 1+k: learner k), label in 0..{self.n_labels - 1}], "
-                f"got {action!r}"
+                f"got {brief(action)}"
             )
         return a
 
@@ -276,53 +279,6 @@ def success(
     planting = (pred_g == label[:, None, None]).mean(-1)
     erasing = (pred_g == pred_x).mean(-1)
     return planting, erasing
-
-
-def critical_mass_logistic(
-    X: np.ndarray,
-    theta0: np.ndarray,
-    X_eval: np.ndarray,
-    features,
-    values,
-    label: int = 1,
-    delta: float = 0.1,
-    l2: float = 0.0,
-) -> float:
-    """Collective size alpha* at which a logistic risk minimiser reaches planting success
-    1 - delta, from the first-order condition of the mixture risk in the signal direction.
-
-    Let ``theta0`` minimise the risk of the ordinary users ``X`` and let planting move the
-    model along ``u`` (the signal coordinates, scaled by their values ``v``:
-    ``theta = theta0 + beta u``). With ``z0 = +-theta0 g(x)`` the margins of the signalled
-    held-out users toward y*, success 1 - delta needs ``beta_d |v|^2 = -q_delta(z0)``. The
-    stationarity of ``(1 - a) R_0 + a R_planted`` along ``u`` with R_0 quadratic about theta0
-    (curvature ``h = E_0[s(1-s)(u x)^2] + l2 |u|^2``) reads
-
-        (1 - a) h beta = a E_x[1 - s(z0 + beta |v|^2)] |v|^2,
-
-    so ``alpha*/(1 - alpha*) = h beta_d / (|v|^2 E_x[1 - s(z0 + beta_d |v|^2)])``.
-    The curvature h grows with how often (and how strongly) the signal occurs naturally,
-    -q_delta(z0) is how far the unmodified model is from labelling g(x) as y* (the learner's
-    suboptimality for the collective's goal). Returns 0 when theta0 already succeeds.
-    """
-    features = np.asarray(features, np.intp)
-    values = np.asarray(values, np.float64)
-    theta0 = np.asarray(theta0, np.float64).reshape(-1)
-    sign = 1.0 if label == 1 else -1.0
-    G = X_eval.copy()
-    G[:, features] = values
-    z0 = sign * (G @ theta0)
-    need = -np.quantile(z0, delta)
-    if need <= 0:
-        return 0.0
-    vv = float(values @ values)
-    beta = need / vv
-    s0 = 1.0 / (1.0 + np.exp(-(X @ theta0)))
-    ux = X[:, features] @ values
-    h = float(np.mean(s0 * (1 - s0) * ux**2)) + l2 * vv
-    pull = float(np.mean(1.0 / (1.0 + np.exp(z0 + beta * vv))))  # E[1 - s(z0 + beta |v|^2)]
-    ratio = h * beta / (vv * pull)
-    return ratio / (1.0 + ratio)
 
 
 # --------------------------------------------------------------------- the PettingZoo agent

@@ -9,22 +9,38 @@ entry_exit={"max_learners": 6, "exit_share": 0.05})``.
 
 from __future__ import annotations
 
-import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..checks import UnknownOptionError, int_at_least, is_real, nonneg, one_of, unit
+from ..checks import (
+    MAX_LEARNERS,
+    MAX_MAGNITUDE,
+    UnknownOptionError,
+    check_data_scale,
+    int_at_least,
+    is_sequence,
+    nonneg,
+    one_of,
+    real_in,
+    unit,
+)
+from ..layout import OBSERVATIONS
+
+if TYPE_CHECKING:
+    from .spec import MarketSpec
 
 PREFERENCE_RULES = ("kmeans", "market_leader", "majority_good", "category")
 INITS = ("partition_erm", "published", "random", "zeros")
 REWARDS = ("local", "global", "share")
 PROBE_LABELS = ("hard", "soft")
+MAX_BATCH = 10**6  # users_per_step and probe_size
+MEMORY_LIMIT = 4 * 2**30  # bytes of per-step arrays a configuration may need (estimated)
 
 # the component that owns each field: the module that checks it
 GROUPS: dict[str, tuple[str, ...]] = {
-    "market": ("n_learners", "users_per_step", "max_steps", "max_update"),
+    "market": ("n_learners", "users_per_step", "max_steps", "max_update", "observation"),
     "population": (
         "dataset",
         "dataset_options",
@@ -93,6 +109,7 @@ class MarketConfig:
     probe_labels: str = "hard"
     probe_noise: float = 0.0  # kappa in [0, 1]: P(query routed to a random other peer)
     max_update: float = 1.0  # bound of each parameter-update coordinate of the action
+    observation: str = "dict"  # the PettingZoo env's learner observation: "dict" or "flat"
     temperature: float = 1.0  # > 0, "logit": P(k) ~ exp((-loss_k + bonus [k = pref]) / temperature)
     loyalty_bonus: float = 0.0  # "logit": utility bonus of the preferred learner
     mw_rate: float = 0.1  # eps in (0, 1) of "multiplicative_weights"
@@ -115,13 +132,13 @@ class MarketConfig:
         from . import choice as _choice_rules  # components import this module
         from . import collective, entry_exit, outside
 
-        int_at_least(self, "n_learners", 1)
-        int_at_least(self, "users_per_step", 1)
+        int_at_least(self, "n_learners", 1, MAX_LEARNERS)
+        int_at_least(self, "users_per_step", 1, MAX_BATCH)
         int_at_least(self, "max_steps", 1)
-        if not (is_real(self.max_update) and 0.0 < self.max_update < math.inf):
-            raise ValueError(f"max_update must be a finite number > 0, got {self.max_update!r}")
+        real_in(self, "max_update", 0.0, MAX_MAGNITUDE, open_low=True)
+        one_of(self, "observation", OBSERVATIONS)
         _check_population(self)
-        int_at_least(self, "probe_size", 1)
+        int_at_least(self, "probe_size", 1, MAX_BATCH)
         one_of(self, "probe_labels", PROBE_LABELS)
         unit(self, "probe_noise")
         one_of(self, "reward", REWARDS)
@@ -156,9 +173,10 @@ class MarketConfig:
                 flat[key] = value
         unknown = sorted(set(flat) - names)
         if unknown:
+            # Python's wording as well, which wrappers that retry without an option look for
             raise UnknownOptionError(
-                f"unknown market option(s) {unknown}; allowed: {sorted(names)} "
-                f"or the groups {sorted(GROUPS)}"
+                f"unknown market option(s) {unknown} (unexpected keyword argument "
+                f"{unknown[0]!r}); allowed: {sorted(names)} or the groups {sorted(GROUPS)}"
             )
         return cls(**flat)
 
@@ -189,7 +207,7 @@ def _check_population(cfg: MarketConfig) -> None:
     object.__setattr__(cfg, "dataset_options", dict(cfg.dataset_options))
     if isinstance(cfg.preferences, str):
         one_of(cfg, "preferences", PREFERENCE_RULES)
-    elif isinstance(cfg.preferences, Sequence) or hasattr(cfg.preferences, "__array__"):
+    elif is_sequence(cfg.preferences):
         values = list(cfg.preferences)
         if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
             raise ValueError(
@@ -211,7 +229,37 @@ def _check_population(cfg: MarketConfig) -> None:
     one_of(cfg, "init", INITS)
     nonneg(cfg, "init_scale")
     nonneg(cfg, "l2")
-    if not (is_real(cfg.test_fraction) and 0.0 < cfg.test_fraction < 1.0):
-        raise ValueError(f"test_fraction must be in (0, 1), got {cfg.test_fraction!r}")
+    real_in(cfg, "test_fraction", 0.0, 1.0, open_low=True, open_high=True)
     if cfg.population_seed is not None:
-        int_at_least(cfg, "population_seed", 0)
+        int_at_least(cfg, "population_seed", 0, 2**63 - 1)
+
+
+def memory_estimate(spec: MarketSpec, n_markets: int = 1) -> int:
+    """Bytes of the arrays one step of ``n_markets`` markets holds at once (an estimate from
+    the shapes: losses of every learner on every user, the learners' padded views of the
+    batch and their probe sets, the batch itself and the parameters)."""
+    n, B, Np = spec.n_learners, spec.users_per_step, spec.probe_size
+    d, t, o = spec.n_features, spec.target_dim, spec.n_outputs
+    per_market = (
+        n * B * (o + 2)  # logits and losses
+        + 2 * n * B * (d + t + 1)  # each learner's view of the batch (state and observation)
+        + 2 * n * Np * (d + t + 2)  # probe sets (state and observation)
+        + B * (3 * d + 3 * t + 8)  # the batch, what it presents, its choices
+        + 4 * n * o * d  # parameters, updates, actions
+    )
+    return 8 * n_markets * per_market
+
+
+def check_resources(config: MarketConfig, spec: MarketSpec, data, n_markets: int = 1) -> None:
+    """Refuse, before anything is allocated, a market whose per-step arrays would need more
+    than ``MEMORY_LIMIT`` bytes, or whose data could give losses beyond float32's range."""
+    need = memory_estimate(spec, n_markets)
+    if need > MEMORY_LIMIT:
+        raise ValueError(
+            f"this configuration needs about {need / 2**30:.1f} GiB for one step "
+            f"(n_learners/max_learners={spec.n_learners}, users_per_step={spec.users_per_step}, "
+            f"probe_size={spec.probe_size}, {spec.n_features} features, {n_markets} market(s)); "
+            f"the limit is {MEMORY_LIMIT / 2**30:.0f} GiB: lower users_per_step, probe_size, "
+            "n_learners or max_learners"
+        )
+    check_data_scale(data.X, data.y, not spec.family.is_classification, data.name)

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..checks import int_at_least, nonneg, unit
+from ..checks import MAX_LEARNERS, MAX_PARAM, int_at_least, nonneg, one_of, unit
 from .component import Component
 from .losses import logits
 
@@ -69,9 +69,10 @@ def check_fields(cfg: MarketConfig) -> None:
     n = cfg.n_learners
     if cfg.max_learners is not None:
         v = cfg.max_learners
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < n:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not n <= v <= MAX_LEARNERS:
             raise ValueError(
-                f"max_learners must be None or an integer >= n_learners ({n}), got {v!r}"
+                f"max_learners must be None or an integer >= n_learners ({n}) "
+                f"(at most {MAX_LEARNERS}), got {v!r}"
             )
         object.__setattr__(cfg, "max_learners", int(v))
     entries = _normalise_entries(cfg)
@@ -94,8 +95,7 @@ def check_fields(cfg: MarketConfig) -> None:
     object.__setattr__(cfg, "entries", entries)
     unit(cfg, "exit_share")
     int_at_least(cfg, "exit_patience", 1)
-    if cfg.exit_reassign not in EXIT_REASSIGN:
-        raise ValueError(f"exit_reassign must be one of {EXIT_REASSIGN}, got {cfg.exit_reassign!r}")
+    one_of(cfg, "exit_reassign", EXIT_REASSIGN)
     nonneg(cfg, "clone_noise")
     unit(cfg, "clone_share")
     unit(cfg, "fresh_share")
@@ -121,7 +121,7 @@ def _normalise_entries(cfg: MarketConfig) -> tuple[tuple[int, str, int | None], 
                 f"entries[{j}]: step must be an integer in 1..max_steps-1 "
                 f"(1..{cfg.max_steps - 1}), got {step!r}"
             )
-        if kind not in ENTRY_KINDS:
+        if not isinstance(kind, str) or kind not in ENTRY_KINDS:
             raise ValueError(f"entries[{j}]: kind must be one of {ENTRY_KINDS}, got {kind!r}")
         if kind == "fresh" and parent is not None:
             raise ValueError(f"entries[{j}]: a 'fresh' entry takes parent None, got {parent!r}")
@@ -208,7 +208,7 @@ class EntryExit(Component):
     # ----------------------------------------------------------------- entry and exit
     def add_learner(self, kind: str = "clone", parent: int | None = None) -> int:
         """Ask for a learner to enter at the start of the next step; returns its slot."""
-        if kind not in ENTRY_KINDS:
+        if not isinstance(kind, str) or kind not in ENTRY_KINDS:
             raise ValueError(f"kind must be one of {ENTRY_KINDS}, got {kind!r}")
         if kind == "fresh" and parent is not None:
             raise ValueError(f"parent must be None for kind='fresh', got {parent!r}")
@@ -263,7 +263,7 @@ class EntryExit(Component):
                 np.flatnonzero(rng.random(len(pref)) < cfg.fresh_share) if cfg.fresh_share else []
             )
         pref[moved] = slot
-        s.theta[m, slot] = theta
+        s.theta[m, slot] = np.clip(theta, -MAX_PARAM, MAX_PARAM)  # parameters stay bounded
         self.active[m, slot] = True
         self._masks = None
         self.streak[m, slot] = -1  # the entry step's batch does not count toward an exit

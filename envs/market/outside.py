@@ -3,7 +3,8 @@
 A user drawn while outside, or who finds every active learner's loss above
 ``outside_threshold``, is served by nobody (choice ``UNSERVED`` = -1); a user who leaves
 returns after a Geometric(``return_rate``) number of steps (each step it returns with
-probability r; r = 0: never). Off when ``outside_threshold`` is None.
+probability r; r = 0: never; else ``r >= MIN_RETURN_RATE``, so that the wait fits a step
+counter). Off when ``outside_threshold`` is None.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..checks import is_real, unit
+from ..checks import as_float, unit
 from .choice import UNSERVED
 from .component import Component
 
@@ -23,14 +24,26 @@ if TYPE_CHECKING:
     from .core import MarketCore
 
 
+MIN_RETURN_RATE = 1e-9  # smallest positive return_rate: waits stay far below 2**63 steps
+
+
 def check_fields(cfg: MarketConfig) -> None:
     """Check ``outside_threshold`` (None: off) and ``return_rate``."""
     t = cfg.outside_threshold
-    if t is not None and not (is_real(t) and t >= 0.0):
-        raise ValueError(
-            f"outside_threshold must be None (no outside option) or a finite number >= 0, got {t!r}"
-        )
+    if t is not None:
+        v = as_float(t)
+        if v is None or v < 0.0:
+            raise ValueError(
+                "outside_threshold must be None (no outside option) or a finite number >= 0, "
+                f"got {t!r}"
+            )
+        object.__setattr__(cfg, "outside_threshold", v)
     unit(cfg, "return_rate")
+    if 0.0 < cfg.return_rate < MIN_RETURN_RATE:
+        raise ValueError(
+            f"return_rate must be a number in [0, 1]: 0 (never) or at least {MIN_RETURN_RATE:g}, "
+            f"got {cfg.return_rate!r}"
+        )
 
 
 def is_enabled(config: MarketConfig) -> bool:
@@ -57,6 +70,7 @@ class OutsideOption(Component):
         away = until[rows, idx] > step
         leave = ~away & (a.L_active.min(1) > self.threshold)
         if leave.any():
+            never = np.iinfo(np.int64).max
             m, b = np.nonzero(leave)
             gone = np.empty(len(m), np.int64)
             r = self.return_rate
@@ -64,7 +78,8 @@ class OutsideOption(Component):
                 if r > 0:
                     gone[run] = rng.geometric(r, size=run.stop - run.start)
                 else:
-                    gone[run] = np.iinfo(np.int64).max - step  # never returns
+                    gone[run] = never - step  # never returns
+            np.minimum(gone, never - step, out=gone)  # a wait past the counter is 'never'
             until[m, idx[m, b]] = step + gone
         return np.where(away | leave, UNSERVED, choice)
 

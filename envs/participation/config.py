@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..checks import UnknownOptionError, int_at_least, is_real, nonneg, one_of
+from ..checks import (
+    MAX_LEARNERS,
+    MAX_MAGNITUDE,
+    UnknownOptionError,
+    as_float,
+    brief,
+    int_at_least,
+    is_sequence,
+    nonneg,
+    one_of,
+    real_in,
+)
+from ..layout import OBSERVATIONS
 
 RISKS = ("quadratic", "least_squares")
 INIT_ALLOCATIONS = ("uniform", "perturbed")
 INIT_PARAMS = ("zeros", "random")
 PARTICIPATION_REWARDS = ("local", "global", "total", "share")
 # Dean et al.'s synthetic example: three sub-populations in the plane
+MAX_GROUPS = 10**5  # sub-populations
+MAX_DIM = 10**4  # parameters of a learner
+MEMORY_LIMIT = 4 * 2**30  # bytes of per-step arrays a configuration may need (estimated)
 DEAN_OPTIMA: tuple[tuple[float, ...], ...] = ((0.0, 1.0), (1.0, 1.0), (0.6, 0.0))
 
 
@@ -52,19 +66,30 @@ class ParticipationConfig:
     max_steps: int = 500  # truncation
     reward: str = "local"
     max_update: float = 10.0  # bound of each parameter-update coordinate of the action
+    observation: str = "dict"  # the PettingZoo env's learner observation: "dict" or "flat"
 
     def __post_init__(self) -> None:
-        int_at_least(self, "n_learners", 1)
+        int_at_least(self, "n_learners", 1, MAX_LEARNERS)
         one_of(self, "risk", RISKS)
+        one_of(self, "observation", OBSERVATIONS)
         if self.optima is not None:
             object.__setattr__(self, "optima", _matrix(self.optima, "optima"))
-        int_at_least(self, "n_subpops", 1)
-        int_at_least(self, "dim", 1)
+        int_at_least(self, "n_subpops", 1, MAX_GROUPS)
+        int_at_least(self, "dim", 1, MAX_DIM)
+        if self.optima is not None and (
+            len(self.optima) > MAX_GROUPS or len(self.optima[0]) > MAX_DIM
+        ):
+            raise ValueError(
+                f"optima must have at most {MAX_GROUPS} rows of at most {MAX_DIM} numbers, "
+                f"got {len(self.optima)} rows of {len(self.optima[0])}"
+            )
         nonneg(self, "noise_var")
         if self.masses is not None:
             masses = _vector(self.masses, "masses")
             if min(masses) <= 0:
-                raise ValueError(f"masses must be numbers > 0, got {self.masses!r}")
+                raise ValueError(
+                    f"masses must be numbers > 0 (at most {MAX_MAGNITUDE:g}), got {self.masses!r}"
+                )
             object.__setattr__(self, "masses", masses)
             if self.risk == "quadratic" and len(masses) != self.n_groups_quadratic:
                 raise ValueError(
@@ -81,8 +106,7 @@ class ParticipationConfig:
         if not isinstance(self.intercept, bool):
             raise ValueError(f"intercept must be True or False, got {self.intercept!r}")
         int_at_least(self, "min_group_size", 1)
-        if not (is_real(self.eps) and 0.0 < self.eps < 1.0):
-            raise ValueError(f"eps must be a number in (0, 1), got {self.eps!r}")
+        real_in(self, "eps", 0.0, 1.0, open_low=True, open_high=True)
         if isinstance(self.init_allocation, str):
             one_of(self, "init_allocation", INIT_ALLOCATIONS)
         else:
@@ -99,11 +123,14 @@ class ParticipationConfig:
         one_of(self, "init_params", INIT_PARAMS)
         nonneg(self, "init_scale")
         nonneg(self, "l2")
-        int_at_least(self, "population_seed", 0)
+        int_at_least(self, "population_seed", 0, 2**63 - 1)
         int_at_least(self, "max_steps", 1)
         one_of(self, "reward", PARTICIPATION_REWARDS)
-        if not (is_real(self.max_update) and 0.0 < self.max_update < math.inf):
-            raise ValueError(f"max_update must be a finite number > 0, got {self.max_update!r}")
+        real_in(self, "max_update", 0.0, MAX_MAGNITUDE, open_low=True)
+        if self.risk == "quadratic":
+            J = self.n_groups_quadratic
+            d = self.dim if self.optima is None else len(self.optima[0])
+            check_memory(J, self.n_learners, d)
 
     @property
     def n_groups_quadratic(self) -> int:
@@ -131,18 +158,35 @@ class ParticipationConfig:
         return asdict(self)
 
 
+def check_memory(n_groups: int, n_learners: int, dim: int) -> None:
+    """Refuse a market whose per-step arrays (risks and parameter differences of every
+    sub-population at every learner, J n d numbers a few times over) exceed MEMORY_LIMIT."""
+    need = 8 * 3 * n_groups * n_learners * (dim + 2)
+    if need > MEMORY_LIMIT:
+        raise ValueError(
+            f"this configuration needs about {need / 2**30:.1f} GiB for one step "
+            f"({n_groups} sub-populations (n_subpops or optima) x n_learners={n_learners} x "
+            f"{dim} parameters (dim)); the limit is {MEMORY_LIMIT / 2**30:.0f} GiB: lower "
+            "n_subpops, dim or n_learners"
+        )
+
+
 def _vector(v: Any, name: str) -> tuple[float, ...]:
-    if isinstance(v, str) or not (isinstance(v, Sequence) or hasattr(v, "__array__")):
-        raise ValueError(f"{name} must be a sequence of finite numbers, got {v!r}")
-    values = list(v)
-    if not values or not all(is_real(x) for x in values):
-        raise ValueError(f"{name} must be a non-empty sequence of finite numbers, got {v!r}")
-    return tuple(float(x) for x in values)
+    message = (
+        f"{name} must be a non-empty sequence of finite numbers in "
+        f"[-{MAX_MAGNITUDE:g}, {MAX_MAGNITUDE:g}], got {brief(v)}"
+    )
+    if not is_sequence(v):
+        raise ValueError(message)
+    values = [as_float(x) for x in v]
+    if not values or any(x is None or abs(x) > MAX_MAGNITUDE for x in values):
+        raise ValueError(message)
+    return tuple(values)
 
 
 def _matrix(v: Any, name: str) -> tuple[tuple[float, ...], ...]:
-    if isinstance(v, str) or not (isinstance(v, Sequence) or hasattr(v, "__array__")):
-        raise ValueError(f"{name} must be a sequence of rows of finite numbers, got {v!r}")
+    if not is_sequence(v):
+        raise ValueError(f"{name} must be a sequence of rows of finite numbers, got {brief(v)}")
     rows = tuple(_vector(r, f"each row of {name}") for r in v)
     if not rows or len({len(r) for r in rows}) != 1:
         raise ValueError(f"{name} must be a non-empty sequence of rows of equal length")

@@ -3,7 +3,8 @@
 The population-level model of Dean et al. (2024). Sub-populations j (masses beta_j, risks R_j)
 spread their participation over n learners with allocations alpha_j in the simplex. One step:
 
-1. each learner's parameter update is added: ``theta_i += u_i`` (clipped to ``max_update``);
+1. each learner's parameter update is added: ``theta_i += u_i`` (clipped to ``max_update``;
+   the parameters are kept within ``[-MAX_PARAM, MAX_PARAM]``, 1e6);
 2. each sub-population reweights by multiplicative weights with rate eps:
    ``alpha_ji <- alpha_ji (1 - eps)^{R_j(theta_i)}``, renormalised over i.
 
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import ParticipationConfig
+from ..checks import MAX_PARAM, check_seed
+from .config import ParticipationConfig, check_memory
 from .population import ParticipationPopulation, build_participation_population
 
 _POPULATIONS: dict[tuple, ParticipationPopulation] = {}
@@ -117,6 +119,7 @@ class ParticipationCore:
         self.config = config
         self.n_markets = int(n_markets)
         self.population = pop = participation_population_for(config)
+        check_memory(pop.n_groups, config.n_learners, pop.dim)
         if not isinstance(config.init_allocation, str) and len(config.init_allocation) != (
             pop.n_groups
         ):
@@ -143,6 +146,7 @@ class ParticipationCore:
     def reset(self, seed: int | None = None) -> ParticipationState:
         """Fresh markets. A ``seed`` restarts the generator; ``None`` continues it."""
         cfg, pop = self.config, self.population
+        seed = check_seed(seed)
         if seed is not None or not self._seeded:
             self.rng = np.random.default_rng(seed)
             self._seeded = True
@@ -157,6 +161,7 @@ class ParticipationCore:
             alpha = np.broadcast_to(given / given.sum(1, keepdims=True), (M, J, n)).copy()
         if cfg.init_params == "random":
             theta = cfg.init_scale * self.rng.standard_normal((M, n, d))
+            theta = np.clip(theta, -MAX_PARAM, MAX_PARAM)
         else:
             theta = np.zeros((M, n, d))
         self.state = ParticipationState(theta=theta, alpha=alpha, risks=pop.risks(theta), step=0)
@@ -168,7 +173,8 @@ class ParticipationCore:
         if s is None:
             raise RuntimeError("call reset() before step()")
         bound = self.config.max_update
-        s.theta = s.theta + np.clip(updates, -bound, bound)
+        # the parameters stay within [-MAX_PARAM, MAX_PARAM], so every risk stays finite
+        s.theta = np.clip(s.theta + np.clip(updates, -bound, bound), -MAX_PARAM, MAX_PARAM)
         s.risks = R = self.population.risks(s.theta)
         # in log space, shifted per row by its largest entry, so that a row never underflows
         # to all zeros (risks far apart, or allocations that already underflowed)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import check_data_scale
 from ..data.registry import load_dataset
 from .config import ParticipationConfig
 
@@ -94,14 +95,15 @@ def _least_squares(config: ParticipationConfig) -> ParticipationPopulation:
             f"dataset {config.dataset!r} has no groups; set group_by (e.g. 'race' or 'puma' "
             "for the census datasets)"
         )
-    if data.task == "multiclass":
+    if data.task not in ("regression", "binary"):
         raise ValueError(
-            f"risk='least_squares' needs a regression or binary dataset, {config.dataset!r} "
-            "is multiclass"
+            f"dataset must be a regression or binary dataset for risk='least_squares', "
+            f"{config.dataset!r} is {data.task}"
         )
     X, y = data.X, data.y.astype(np.float64)
     if config.intercept:
         X = np.hstack([X, np.ones((len(X), 1))])
+    check_data_scale(X, y, True, config.dataset)
     codes, groups, sizes = np.unique(data.groups, return_inverse=True, return_counts=True)
     small = sizes < config.min_group_size
     names = data.extra.get("group_names")
