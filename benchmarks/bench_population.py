@@ -1,0 +1,82 @@
+"""Population build time in a fresh process, with the population cache cold, warm and off.
+
+Each measurement is a new Python process (as a sweep worker is) that imports choicemarket,
+builds the census population of the ``expt2-census`` settings (n = 5, lambda = 1e-9, 1% test
+split, k-means preferences, partition ERMs) and then times the reference-style loop
+(``../shared/bench/refloop.py`` beside the repository) in the same process. Prints the median
+wall and CPU seconds of the build (imports included) and the build time in reference-loop
+steps (seconds x the loop's steps per second), which holds on a loaded machine where seconds
+do not.
+
+    python benchmarks/bench_population.py --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REFLOOP = Path(__file__).resolve().parents[2] / "shared" / "bench" / "refloop.py"
+
+CHILD = r"""
+import json, sys, time, resource
+t0, c0 = time.perf_counter(), time.process_time()
+from choicemarket.envs.market.config import MarketConfig
+from choicemarket.envs.market.core import population_for
+cfg = MarketConfig(dataset="acs-income", n_learners=5, l2=1e-9, test_fraction=0.01)
+population_for(cfg, 0)
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+ref = None
+if sys.argv[1]:
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("refloop", sys.argv[1])
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ref = mod.steps_per_second(T=1000)
+print(json.dumps({"wall": wall, "cpu": cpu, "ref": ref, "sklearn": "sklearn" in sys.modules}))
+"""
+
+
+def build(cache: str, refloop: Path) -> dict:
+    """One fresh-process build with ``CHOICEMARKET_CACHE_DIR=cache``."""
+    env = {**os.environ, "CHOICEMARKET_CACHE_DIR": cache}
+    arg = str(refloop) if refloop.exists() else ""
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, arg], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--refloop", type=Path, default=REFLOOP)
+    args = parser.parse_args()
+    print(f"{os.cpu_count()} cores; load average before: {os.getloadavg()[0]:.1f}")
+    rows: dict[str, list[dict]] = {"off": [], "cold": [], "warm": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        warm = str(Path(tmp) / "warm")
+        build(warm, Path(""))  # fill the warm cache once
+        for i in range(args.repeats):  # interleaved, so that load changes hit every mode
+            rows["off"].append(build("off", args.refloop))
+            rows["cold"].append(build(str(Path(tmp) / f"cold{i}"), args.refloop))
+            rows["warm"].append(build(warm, args.refloop))
+    print(f"{'cache':<6}{'wall s':>9}{'CPU s':>8}{'ref-loop steps':>16}{'sklearn imported':>18}")
+    for mode, rs in rows.items():
+        wall = float(np.median([r["wall"] for r in rs]))
+        cpu = float(np.median([r["cpu"] for r in rs]))
+        steps = [r["wall"] * r["ref"] for r in rs if r["ref"]]
+        ref = f"{np.median(steps):>16,.0f}" if steps else f"{'-':>16}"
+        print(f"{mode:<6}{wall:>9.2f}{cpu:>8.2f}{ref}{str(rs[0]['sklearn']):>18}")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
