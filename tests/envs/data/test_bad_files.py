@@ -306,9 +306,7 @@ CORRUPTIONS = {
     "nan": lambda p: _tampered_npz(
         p, embeddings=np.full((len(TEXTS), EMBEDDING_DIM), np.nan, np.float32)
     ),
-    "tampered": lambda p: _tampered_npz(
-        p, embeddings=np.roll(np.load(p)["embeddings"], 1, axis=0)
-    ),
+    "tampered": lambda p: _tampered_npz(p, embeddings=np.roll(np.load(p)["embeddings"], 1, axis=0)),
     "wrong width": lambda p: _tampered_npz(
         p, embeddings=np.load(p)["embeddings"][:, : EMBEDDING_DIM // 2]
     ),
@@ -357,3 +355,71 @@ def test_encoder_output_is_checked_before_caching(tmp_path, bad):
     with pytest.raises(ValueError, match="encoder"):
         embeddings.embed_texts(TEXTS, encoder=Bad(), cache_dir=tmp_path)
     assert not _cache_files(tmp_path)
+
+
+# ---------------------------------------------------------------- MiniLM model files
+
+
+def _model_copy(tmp_path, broken: dict[str, bytes]):
+    """A model folder linking the packaged files, with ``broken`` ones written instead."""
+    from choicemarket.envs.data.minilm import model_dir
+
+    pytest.importorskip("safetensors")
+    pytest.importorskip("tokenizers")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("config.json", "tokenizer.json", "model.safetensors"):
+        if name in broken:
+            (folder / name).write_bytes(broken[name])
+        else:
+            (folder / name).symlink_to(model_dir() / name)
+    return folder
+
+
+def _config(**change) -> bytes:
+    from choicemarket.envs.data.minilm import model_dir
+
+    config = json.loads((model_dir() / "config.json").read_text())
+    config.update(change)
+    return json.dumps(config).encode()
+
+
+MODEL_BREAKAGE = {
+    "config garbage": ({"config.json": b"\xff\x00garbage"}, "config.json: not a readable"),
+    "config no heads": ({"config.json": b"{}"}, "config.json: not a readable"),
+    "config width": ({"config.json": None}, "hidden_size 256"),
+    "tokenizer garbage": ({"tokenizer.json": b"{not json"}, "tokenizer.json: unreadable"),
+    "weights truncated": ({"model.safetensors": None}, "model.safetensors: unreadable"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MODEL_BREAKAGE))
+def test_broken_model_files_name_the_file(tmp_path, case):
+    """Before: JSONDecodeError, KeyError, the tokenizer's or safetensors' own errors."""
+    from choicemarket.envs.data.minilm import MiniLMEncoder, model_dir
+
+    broken, match = MODEL_BREAKAGE[case]
+    if case == "config width":
+        broken = {"config.json": _config(hidden_size=256)}
+    if case == "weights truncated":
+        with open(model_dir() / "model.safetensors", "rb") as f:
+            broken = {"model.safetensors": f.read(5000)}
+    folder = _model_copy(tmp_path, broken)
+    with pytest.raises(ValueError, match=match) as exc:
+        MiniLMEncoder(folder)
+    assert str(folder) in _one_line(exc)
+
+
+def test_model_weights_of_the_wrong_shape_name_the_weight(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    from choicemarket.envs.data.minilm import MiniLMEncoder, model_dir
+
+    weights = load_file(str(model_dir() / "model.safetensors"))
+    weights["encoder.layer.3.attention.self.query.weight"] = np.zeros((384, 100), np.float32)
+    folder = _model_copy(tmp_path, {})
+    (folder / "model.safetensors").unlink()
+    save_file(weights, str(folder / "model.safetensors"))
+    del weights
+    with pytest.raises(ValueError, match="layer.3.attention.self.query.weight has shape"):
+        MiniLMEncoder(folder)
