@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .datafile import DataFileError
 from .embeddings import embedding_features
 from .minilm import EMBEDDING_DIM, MODEL_ID
 from .preprocess import check_bool
@@ -58,7 +59,12 @@ def read_raw_sentences(folder: str | Path) -> tuple[list[str], list[int], list[s
         path = Path(folder) / RAW_FILES[source]
         if not path.is_file():
             raise ValueError(f"missing UCI sentiment file {path}")
-        lines = path.read_bytes().decode("utf-8").split("\n")
+        raw = path.read_bytes()
+        try:
+            lines = raw.decode("utf-8").split("\n")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise DataFileError(f"{path}, line {line}: not UTF-8 text") from None
         for number, line in enumerate(lines, start=1):
             if not line.strip() or (number == 1 and line.strip() == "sentence\tscore"):
                 continue

@@ -423,3 +423,13 @@ def test_model_weights_of_the_wrong_shape_name_the_weight(tmp_path):
     del weights
     with pytest.raises(ValueError, match="layer.3.attention.self.query.weight has shape"):
         MiniLMEncoder(folder)
+
+
+def test_uci_raw_file_not_utf8_names_path_and_line(tmp_path):
+    from choicemarket.envs.data.uci_sentiment import RAW_FILES, read_raw_sentences
+
+    for name in RAW_FILES.values():
+        (tmp_path / name).write_bytes(b"Good phone.\t1\nBad \xff phone.\t0\n")
+    with pytest.raises(ValueError, match="line 2: not UTF-8") as exc:
+        read_raw_sentences(tmp_path)
+    assert str(tmp_path / RAW_FILES["amazon"]) in _one_line(exc)
