@@ -87,6 +87,12 @@ class StrategyKnobs:
         # probe targets: (peers, route_by_preference)
         self.targets: list[tuple[tuple[int, ...], bool]] = [((), True), (tuple(range(n)), False)]
         self.targets += [((j,), False) for j in range(n) if j != self.agent]
+        # the flag part [probe | peers | route] of a probing action, one row per target
+        flags = [
+            spec.actions.build(None, True, *t)[spec.actions.probe_index :] for t in self.targets
+        ]
+        self.flags = np.array(flags)
+        self.flags.flags.writeable = False
         self.space = spaces.Box(-1.0, 1.0, (N_KNOBS,), np.float32)
 
     # ----------------------------------------------------------------- knobs
@@ -200,9 +206,10 @@ def knob_actions(
     ).reshape(K, P)
     actions = np.tile(layout.build(), (K, 1))
     actions[:, :P] = np.clip(update, -layout.max_update, layout.max_update)
-    for i in np.flatnonzero(probe).tolist():
-        peers, route = rows[i].targets[int(target[i])]
-        actions[i] = layout.build(update[i], True, peers, route)
+    probing = np.flatnonzero(probe)
+    if len(probing):
+        flags = [rows[i].flags[target[i]] for i in probing.tolist()]
+        actions[probing, P:] = flags
     return actions
 
 
