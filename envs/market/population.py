@@ -184,9 +184,15 @@ def published_start(
     ``theta_k <- theta_k - rate (mean_{i in P_k} dl/dtheta(theta_k; x_i, T_i) + l2 theta_k)``.
 
     Every market and every learner move at once (an empty partition only decays by the l2
-    term). Returns a new array; ``theta0`` is left as it is.
+    term); markets with the same ``theta0`` (one seed swept over other settings) descend
+    once. Returns a new array; ``theta0`` is left as it is.
     """
     theta0 = np.asarray(theta0, dtype=np.float64)
+    M = theta0.shape[0]
+    starts, where = np.unique(theta0.reshape(M, -1), axis=0, return_inverse=True)
+    if len(starts) < M:
+        unique = published_start(pop, starts.reshape(-1, *theta0.shape[1:]), l2, steps, rate)
+        return unique[where.reshape(M)]
     n = theta0.shape[1]
     family = pop.family
     shrink = 1.0 - rate * l2

@@ -109,3 +109,13 @@ def test_published_start_on_census_is_in_the_published_range():
     core.reset(seed=0)
     acc = 100 * core.state.global_accuracy[0]
     np.testing.assert_allclose(acc, [59.1, 57.3, 63.1, 62.7, 64.0], atol=1.5)
+
+
+def test_repeated_starts_give_the_numbers_of_lone_starts():
+    pop, _ = _squared_pop()
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(2, 1, 3, 1, 2))
+    alone = [published_start(pop, x, 0.1, steps=50, rate=0.05) for x in (a, b)]
+    both = published_start(pop, np.concatenate([a, b, a, a]), 0.1, steps=50, rate=0.05)
+    for m, want in enumerate([alone[0], alone[1], alone[0], alone[0]]):
+        np.testing.assert_array_equal(both[m], want[0])
