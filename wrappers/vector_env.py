@@ -401,7 +401,9 @@ class PlatformVectorEnv(gym.vector.VectorEnv):
         if not len(rows):
             return out
         if self.knobs is not None:
-            knobs = np.stack([self.knobs.validate(a[i]) for i in rows.tolist()])
+            if not np.isfinite(a[rows]).all():
+                raise ValueError("actions contain NaN or inf; all entries must be finite")
+            knobs = np.clip(a[rows], -1.0, 1.0)  # StrategyKnobs.validate, row by row
             obs = {key: v[rows] for key, v in self._dict_obs.items()}
             rngs = [self._knob_rngs[i] for i in rows.tolist()]
             a_rows = knob_actions([self.knobs] * len(rows), knobs, obs, rngs)
