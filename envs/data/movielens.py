@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +86,9 @@ def read_ratings(path: str) -> np.ndarray:
         rows = (line.replace("::", ",") for line in lines) if sep == "::" else lines
         if skip:
             next(rows, None)
-        table = np.loadtxt(rows, delimiter=",", usecols=(0, 1, 2), ndmin=2, dtype=np.float64)
+        with warnings.catch_warnings():  # an empty file is reported below, as an error
+            warnings.simplefilter("ignore", UserWarning)
+            table = np.loadtxt(rows, delimiter=",", usecols=(0, 1, 2), ndmin=2, dtype=np.float64)
     except ValueError as exc:
         if isinstance(exc, DataFileError):
             raise

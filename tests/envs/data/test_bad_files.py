@@ -10,6 +10,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from choicemarket.envs.data import acs, amazon_reviews, datafile, embeddings, load_dataset
 from choicemarket.envs.data.folktables_acs import TASKS, pums_path
@@ -433,3 +435,58 @@ def test_uci_raw_file_not_utf8_names_path_and_line(tmp_path):
     with pytest.raises(ValueError, match="line 2: not UTF-8") as exc:
         read_raw_sentences(tmp_path)
     assert str(tmp_path / RAW_FILES["amazon"]) in _one_line(exc)
+
+
+# ---------------------------------------------------------------- any bytes at all
+
+_ANY = settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def _mangled(base: bytes):
+    """Arbitrary bytes, or ``base`` cut short, with bytes spliced in, or gzipped and cut."""
+    cut = st.integers(0, len(base)).map(lambda k: base[:k])
+    spliced = st.tuples(st.integers(0, len(base)), st.binary(max_size=12)).map(
+        lambda a: base[: a[0]] + a[1] + base[a[0] :]
+    )
+    return st.one_of(st.binary(max_size=300), cut, spliced)
+
+
+@_ANY
+@given(data=_mangled(_folk_text(8).encode()))
+def test_any_pums_bytes_load_or_name_the_file(tmp_path_factory, data):
+    root = tmp_path_factory.mktemp("pums")
+    path = _folk_file(root, data)
+    from choicemarket.envs.data.folktables_acs import read_pums
+
+    read_pums.cache_clear()
+    try:
+        _load_folk(root)
+    except ValueError as exc:
+        assert str(path) in str(exc) or "fewer than 2 persons" in str(exc)
+
+
+@_ANY
+@given(data=_mangled(("userId,movieId,rating,timestamp\n" + "\n".join(_some_ratings())).encode()))
+def test_any_ratings_bytes_load_or_name_the_file(tmp_path_factory, data):
+    from choicemarket.envs.data import movielens
+
+    path = tmp_path_factory.mktemp("ml") / "ratings.csv"
+    path.write_bytes(data)
+    movielens.read_ratings.cache_clear()
+    try:
+        movielens.read_ratings(str(path))
+    except ValueError as exc:
+        assert str(path) in str(exc)
+
+
+@_ANY
+@given(data=_mangled(gzip.compress(_reviews(6), mtime=0)), gz=st.booleans())
+def test_any_review_bytes_load_or_name_the_file(tmp_path_factory, data, gz):
+    path = tmp_path_factory.mktemp("az") / ("Books.jsonl.gz" if gz else "Books.jsonl")
+    path.write_bytes(data)
+    try:
+        amazon_reviews.sample_reviews(path, 3, np.random.default_rng(0))
+    except ValueError as exc:
+        assert str(path) in str(exc)
