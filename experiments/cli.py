@@ -6,6 +6,7 @@ import argparse
 import ast
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -91,10 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FIELD=VALUE",
         help="any market option, e.g. --set probe_noise=0.2 --set reward=global",
     )
-    run.add_argument("--out", default=None, help="write the history to this .csv or .json")
+    run.add_argument(
+        "--out",
+        default=None,
+        help="write the history to this .csv or .json; with CONFIG: the folder of the results "
+        "(default: results), which go to OUT/NAME/SETTINGS",
+    )
     run.add_argument("--no-progress", action="store_true")
-    from .sweep_cli import add_run_config_arguments, add_sweep_commands
+    from .sweep_cli import CONFIG_FIELDS, add_run_config_arguments, add_sweep_commands
 
+    _RUN_DEFAULTS.update(_unset_unless_given(run, CONFIG_FIELDS))
     add_run_config_arguments(run)
     add_sweep_commands(sub)
 
@@ -104,6 +111,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_bench_parser(sub)
     return parser
+
+
+_RUN_DEFAULTS: dict[str, object] = {}  # single-simulation options of `run` and their defaults
+
+
+def _unset_unless_given(parser: argparse.ArgumentParser, dests) -> dict[str, object]:
+    """Make the options ``dests`` of ``parser`` absent from the parsed arguments unless given
+    (``run CONFIG`` applies the given ones to the config); returns their defaults."""
+    defaults = {}
+    for action in parser._actions:
+        if action.dest in dests:
+            defaults[action.dest] = action.default
+            action.default = argparse.SUPPRESS
+            shown = "none" if defaults[action.dest] is None else defaults[action.dest]
+            action.help = f"{action.help + '; ' if action.help else ''}default: {shown}"
+    return defaults
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """``run``: a config's sweep (``run CONFIG``, the single-simulation options that were given
+    applied to the config) or one simulation (the ``run CONFIG`` options are then an error)."""
+    from .sweep_cli import CONFIG_ONLY, fill_config_defaults, option_name, run_config
+
+    if args.config is not None:
+        fill_config_defaults(args)
+        return run_config(args)
+    given = [option_name(d) for d in CONFIG_ONLY if hasattr(args, d)]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} apply only to `run CONFIG` (a config sweep); without a config "
+            "`run` is one simulation"
+        )
+    for dest, default in _RUN_DEFAULTS.items():
+        if not hasattr(args, dest):
+            setattr(args, dest, default)
+    return _run(args)
 
 
 def _add_bench_parser(sub) -> None:
@@ -120,35 +163,56 @@ def _add_bench_parser(sub) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; bad input is a one-line error (exit 2), a failed read or write too (exit
+    1), and files skipped by ``plot``/``report`` are one-line warnings."""
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "demo":
-            return _demo(args)
-        if args.command == "run" and args.config is not None:
-            from .sweep_cli import run_config
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return _command(args)
+        except ValueError as exc:
+            print(f"choicemarket: error: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(f"choicemarket: error: {_os_error(exc)}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("choicemarket: interrupted", file=sys.stderr)
+            return 130
 
-            return run_config(args)
-        if args.command == "run":
-            return _run(args)
-        if args.command == "bench":
-            return _bench(args)
-        if args.command in ("plot", "report", "configs"):
-            from .sweep_cli import COMMANDS
 
-            return COMMANDS[args.command](args)
-        if args.command == "datasets":
-            from choicemarket.envs.data import dataset_names
+def _os_error(exc: OSError) -> str:
+    text = exc.strerror or str(exc)
+    if exc.filename is not None:
+        text += f": {exc.filename}"
+    return " ".join(text.split())
 
-            print("\n".join(dataset_names()))
-            return 0
-        for group, values in MarketConfig().grouped().items():
-            print(f"[{group}]")
-            for key, value in values.items():
-                print(f"{key} = {value!r}")
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"choicemarket: warning: {message}", file=sys.stderr)
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        return _demo(args)
+    if args.command == "run":
+        return _run_command(args)
+    if args.command == "bench":
+        return _bench(args)
+    if args.command in ("plot", "report", "configs"):
+        from .sweep_cli import COMMANDS
+
+        return COMMANDS[args.command](args)
+    if args.command == "datasets":
+        from choicemarket.envs.data import dataset_names
+
+        print("\n".join(dataset_names()))
         return 0
-    except ValueError as exc:
-        print(f"choicemarket: error: {exc}", file=sys.stderr)
-        return 2
+    for group, values in MarketConfig().grouped().items():
+        print(f"[{group}]")
+        for key, value in values.items():
+            print(f"{key} = {value!r}")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:

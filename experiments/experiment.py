@@ -21,11 +21,14 @@ import hashlib
 import itertools
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from choicemarket.baselines import MSGD, MSGDP, SCENARIOS, SCHEDULES
 from choicemarket.envs.market.config import MarketConfig
@@ -48,6 +51,11 @@ POLICY_FIELDS = tuple(POLICY_DEFAULTS)
 MARKET_FIELDS = tuple(f.name for f in fields(MarketConfig))
 OUTPUT_DEFAULTS = {"snapshot_every": None}
 PLOT_DEFAULTS = {"x": None, "metric": None}
+SETTINGS = ("market", "policy", "sweep", "output")  # the sections that decide the results
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_CONFIG_BYTES = 1 << 20
+MAX_RUNS = 100_000
+MAX_ID_PREFIX = 80  # run ids: at most this readable prefix, "_" and a 10-digit digest
 
 
 def _allowed(where: str, key: str, allowed: Sequence[str]) -> ValueError:
@@ -65,13 +73,14 @@ class Run:
 
     @property
     def run_id(self) -> str:
-        """A file name from the swept values and seed, and a digest of the full settings."""
+        """A file name: the swept values and seed (letters, digits and ``._=+-``, cut to
+        ``MAX_ID_PREFIX`` characters), ``_`` and a digest of the full settings."""
         digest = hashlib.sha1(
             json.dumps([self.market, self.policy, self.seed], sort_keys=True, default=str).encode()
         ).hexdigest()[:10]
         parts = [f"{k}={_short(v)}" for k, v in self.point.items()] + [f"seed={self.seed}"]
-        name = "_".join(parts).replace("/", "-").replace(" ", "")
-        return f"{name}_{digest}"
+        name = re.sub(r"[^A-Za-z0-9._=+-]", "-", "_".join(parts).replace(" ", ""))
+        return f"{name[:MAX_ID_PREFIX]}_{digest}"
 
 
 def _short(v: Any) -> str:
@@ -97,6 +106,11 @@ class Experiment:
     real_data: dict
     source: str = ""
 
+    @property
+    def settings_hash(self) -> str:
+        """The short digest of the settings that decide the results (see :func:`settings_hash`)."""
+        return settings_hash(self.to_dict())
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,
@@ -118,6 +132,10 @@ class Experiment:
     def runs(self) -> list[Run]:
         """Every (point, seed), seeds innermost; market settings validated."""
         keys = self.swept
+        total = math.prod(len(self.sweep[k]) for k in self.sweep)
+        if total > MAX_RUNS:
+            sizes = " x ".join(f"{len(self.sweep[k])} {k}" for k in self.sweep)
+            raise ValueError(f"the sweep has {total} runs ({sizes}); at most {MAX_RUNS} allowed")
         out = []
         for values in itertools.product(*(self.sweep[k] for k in keys)):
             point = dict(zip(keys, values))
@@ -129,6 +147,25 @@ class Experiment:
             for seed in self.sweep["seeds"]:
                 out.append(Run(point, int(seed), market, policy))
         return out
+
+
+def settings_hash(config: Mapping[str, Any]) -> str:
+    """12 hex digits of SHA-256 over the sections ``SETTINGS`` of a config dict (market, policy,
+    sweep, output): equal exactly when the runs, and so their results, are the same."""
+    settings = {k: config.get(k) for k in SETTINGS}
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def check_name(name: Any) -> str:
+    """A config ``name`` (it names the results folder): a plain folder name."""
+    text = str(name)
+    if not NAME_PATTERN.fullmatch(text):
+        raise ValueError(
+            f"config name {text!r} must be a plain folder name: a letter or digit, then letters, "
+            "digits, '.', '_' or '-', at most 64 characters"
+        )
+    return text
 
 
 def check_policy(policy: Mapping[str, Any], n: int) -> None:
@@ -218,13 +255,43 @@ def load_experiment(
     A bare ``key`` names a market or policy field and fixes it (removing it from the sweep);
     ``seeds`` sets the seeds. ``real`` merges the ``real_data`` section into ``market``.
     """
-    import yaml
-
     path = find_config(name_or_path)
-    raw = yaml.safe_load(path.read_text())
+    raw = read_config(path)
     if not isinstance(raw, Mapping):
         raise ValueError(f"config {path} must be a mapping of sections {list(SECTIONS)}")
     return parse_experiment(raw, overrides, real, source=str(path))
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML's safe loader without anchors and aliases: a few hundred bytes of nested aliases
+    expand to gigabytes once the config is copied or written out."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise ValueError(
+                f"line {event.start_mark.line + 1}: YAML anchors and aliases (&name, *name) "
+                "are not allowed in configs; write the values out"
+            )
+        return super().compose_node(parent, index)
+
+
+def read_config(path: str | Path) -> Any:
+    """The YAML document of a config file: at most ``MAX_CONFIG_BYTES``, plain YAML (no
+    Python tags, anchors or aliases); any problem is a one-line ValueError naming the file."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ValueError(f"{size} bytes; at most {MAX_CONFIG_BYTES} allowed")
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_ConfigLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = f"{where}{getattr(exc, 'problem', None) or exc}"
+    except ValueError as exc:  # includes UnicodeDecodeError
+        problem = str(exc)
+    raise ValueError(" ".join(f"config {path} is not a valid config: {problem}".split()))
 
 
 def parse_experiment(
@@ -281,9 +348,13 @@ def parse_experiment(
         not isinstance(output["snapshot_every"], int) or output["snapshot_every"] < 1
     ):
         raise ValueError("output.snapshot_every must be null or an integer >= 1")
-    name = raw.get("name") or Path(source).stem.replace("_", "-") or "experiment"
+    if raw.get("name") is not None:
+        name = check_name(raw["name"])
+    else:  # from the file name, made a plain folder name
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(source).stem.replace("_", "-"))
+        name = stem.lstrip("._-")[:64] or "experiment"
     exp = Experiment(
-        name=str(name),
+        name=name,
         title=str(raw.get("title") or name),
         figure=str(raw.get("figure") or ""),
         market=market,

@@ -2,7 +2,8 @@
 
 - final metric against the swept value x (mean +- standard error over seeds, probing learners
   as triangles, the baseline as a dashed black line);
-- trajectories: the metric of every learner over time (mean over seeds, +- s.e. band).
+- trajectories: the metric of every learner over time (mean over seeds, +- s.e. band), one
+  panel per swept point.
 """
 
 from __future__ import annotations
@@ -28,12 +29,33 @@ LABELS = {
 }
 
 
+MAX_PANELS = 12  # trajectory panels in one figure
+NOT_METRICS = ("seed", "step", "agent", "learner")
+
+
 def default_metric(meta: dict, runs: list[dict]) -> str:
     metric = (meta.get("plot") or {}).get("metric")
     if metric:
-        return metric
-    acc = [r["global_accuracy"] for run in runs for r in run["rows"][:1]]
-    return "global_accuracy" if acc and not math.isnan(acc[0]) else "global_loss"
+        return check_metric(runs, metric)
+    acc = [r.get("global_accuracy") for run in runs for r in run["rows"][:1]]
+    return "global_accuracy" if acc and not math.isnan(acc[0] or math.nan) else "global_loss"
+
+
+def available_metrics(runs: list[dict]) -> list[str]:
+    """The numeric columns of the runs' rows: the metrics that can be plotted."""
+    keys: dict[str, None] = {}
+    for run in runs:
+        for row in run["rows"][:1]:
+            keys.update((k, None) for k, v in row.items() if isinstance(v, (int, float)))
+    return [k for k in keys if k not in NOT_METRICS]
+
+
+def check_metric(runs: list[dict], metric: str) -> str:
+    """``metric``, or a ValueError listing the metrics the runs hold."""
+    available = available_metrics(runs)
+    if metric not in available:
+        raise ValueError(f"unknown metric {metric!r}; the runs hold {available}")
+    return metric
 
 
 def x_key(meta: dict) -> str | None:
@@ -154,52 +176,98 @@ def plot_final(meta: dict, runs: list[dict], metric: str, path: Path) -> Path | 
     return _save(fig, path)
 
 
-def plot_trajectories(
-    meta: dict, runs: list[dict], metric: str, path: Path, point: dict | None = None
-) -> Path:
-    """Every learner's metric over time, mean over seeds with a +- s.e. band, for one swept
-    point (default: the first)."""
+def points_of(runs: list[dict]) -> list[dict]:
+    """The distinct swept points of the runs, in the order of :func:`final_stats`."""
+    seen: dict[str, dict] = {}
+    for run in runs:
+        seen.setdefault(repr(run["point"]), run["point"])
+    return sorted(seen.values(), key=lambda p: [_order(_hashable(v)) for v in p.values()])
+
+
+def trajectories_figure(meta: dict, runs: list[dict], metric: str):
+    """The figure of :func:`plot_trajectories`: one panel per swept point (the first
+    ``MAX_PANELS``), each with every learner's mean over seeds and a +- s.e. band."""
     plt = _pyplot()
-    if point is None:
-        point = runs[0]["point"]
-    chosen = [run for run in runs if run["point"] == point]
-    probers = probers_of(chosen)
+    points = points_of(runs)
+    shown = points[:MAX_PANELS]
+    cols = min(3, len(shown))
+    rows = math.ceil(len(shown) / cols)
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(3.6 * cols + 0.6, 2.8 * rows + 0.8),
+        dpi=120,
+        sharey=True,
+        squeeze=False,
+    )
     scale = 100.0 if metric == "global_accuracy" else 1.0
-    series: dict[int, dict[int, list[float]]] = {}
-    for run in chosen:
-        for r in run["rows"]:
-            series.setdefault(r["learner"], {}).setdefault(r["step"], []).append(r[metric])
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for k, by_step in sorted(series.items()):
-        steps = sorted(by_step)
-        stats = [mean_se(by_step[t]) for t in steps]
-        mean = scale * np.array([m for m, _ in stats])
-        se = scale * np.nan_to_num(np.array([s for _, s in stats]))
-        label = f"learner {k}" + (" (probes)" if k in probers else "")
-        (line,) = ax.plot(steps, mean, label=label, ls="-" if k not in probers else "-.")
-        ax.fill_between(steps, mean - se, mean + se, color=line.get_color(), alpha=0.2)
-    base = baseline_value(chosen, metric)
-    if base is not None:
-        ax.axhline(scale * base, color="black", ls="--", label="baseline (full ERM)")
-    where = ", ".join(f"{k}={v}" for k, v in point.items())
-    ax.set_xlabel("step")
-    ax.set_ylabel(LABELS.get(metric, metric) + (" (%)" if scale == 100.0 else ""))
-    ax.set_title(meta.get("title", "") + (f"\n{where}" if where else ""), fontsize=9)
-    ax.legend(fontsize=7)
+    ylabel = LABELS.get(metric, metric) + (" (%)" if scale == 100.0 else "")
+    base = baseline_value(runs, metric)
+    probers = probers_of(runs)  # the sweep's probers, marked alike in every panel
+    for ax, point in zip(axes.flat, shown):
+        chosen = [run for run in runs if run["point"] == point]
+        series: dict[int, dict[int, list[float]]] = {}
+        for run in chosen:
+            for r in run["rows"]:
+                series.setdefault(r["learner"], {}).setdefault(r["step"], []).append(r[metric])
+        for k, by_step in sorted(series.items()):
+            steps = sorted(by_step)
+            stats = [mean_se(by_step[t]) for t in steps]
+            mean = scale * np.array([m for m, _ in stats])
+            se = scale * np.nan_to_num(np.array([s for _, s in stats]))
+            label = f"learner {k}" + (" (probes)" if k in probers else "")
+            (line,) = ax.plot(steps, mean, label=label, ls="-" if k not in probers else "-.")
+            ax.fill_between(steps, mean - se, mean + se, color=line.get_color(), alpha=0.2)
+        if base is not None:
+            ax.axhline(scale * base, color="black", ls="--", label="baseline (full ERM)")
+        where = ", ".join(f"{k}={_short(v)}" for k, v in point.items())
+        ax.set_title(where or "all runs", fontsize=8)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(shown) :]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel, fontsize=8)
+    axes.flat[0].legend(fontsize=6)
+    seeds = len({run["seed"] for run in runs})
+    more = (
+        f"; the first {len(shown)} of {len(points)} swept points"
+        if len(shown) < len(points)
+        else ""
+    )
+    fig.suptitle(
+        f"{meta.get('name', 'results')}: {ylabel} over time, mean +- s.e. over {seeds} "
+        f"seed{'s' if seeds != 1 else ''}{more}",
+        fontsize=9,
+    )
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
+
+
+def _short(v) -> str:
+    return format(v, "g") if isinstance(v, float) else str(v)
+
+
+def plot_trajectories(meta: dict, runs: list[dict], metric: str, path: Path) -> Path:
+    """Every learner's metric over time, mean over seeds with a +- s.e. band, one panel per
+    swept point."""
+    return _save(trajectories_figure(meta, runs, metric), path)
 
 
 def plot_results(
-    results: str | Path, out: str | Path | None = None, metric: str | None = None
+    results: str | Path,
+    out: str | Path | None = None,
+    metric: str | None = None,
+    stem: str | None = None,
 ) -> list[Path]:
-    """Draw the figures of a results folder into ``out`` (default: the folder itself)."""
+    """Draw the figures of a results folder into ``out`` (default: the folder itself), named
+    ``<stem>_final.png`` and ``<stem>_trajectories.png`` (default stem: the config's name)."""
     meta, runs = load_runs(results)
     if not runs:
         raise ValueError(f"{results} holds no finished runs yet")
     out = Path(out) if out is not None else Path(results)
-    metric = metric or default_metric(meta, runs)
-    name = meta.get("name", "results")
+    metric = check_metric(runs, metric) if metric else default_metric(meta, runs)
+    name = stem or meta.get("name", "results")
     paths = []
     final = plot_final(meta, runs, metric, out / f"{name}_final.png")
     if final is not None:

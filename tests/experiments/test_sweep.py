@@ -20,7 +20,7 @@ from choicemarket.experiments.experiment import (
     parse_experiment,
 )
 from choicemarket.experiments.runner import run_markets
-from choicemarket.experiments.sweep import load_runs, plan_chunks, run_sweep
+from choicemarket.experiments.sweep import load_runs, plan_chunks, results_dir, run_sweep
 
 # datasets that shipped configs name and that other parts of the library provide
 DATASETS_ADDED_ELSEWHERE: set[str] = set()
@@ -307,10 +307,15 @@ def test_parameter_snapshots_are_strided_and_optional(tmp_path):
     assert "snapshots" not in next(iter(_files(tmp_path / "plain").values()))
 
 
-def test_changed_settings_are_recomputed(tmp_path):
-    run_sweep(parse_experiment(TINY), tmp_path, progress=False)
+def test_changed_settings_are_recomputed_in_their_own_folder(tmp_path):
+    exp = parse_experiment(TINY)
+    run_sweep(exp, results_dir(exp, tmp_path), progress=False)
     changed = parse_experiment(TINY, overrides=[("eta", 0.02)])
-    assert len(run_sweep(changed, tmp_path, progress=False)["computed"]) == 12
+    assert results_dir(changed, tmp_path) != results_dir(exp, tmp_path)
+    assert results_dir(changed, tmp_path).parent == tmp_path / "tiny"
+    assert len(run_sweep(changed, results_dir(changed, tmp_path), progress=False)["computed"]) == 12
+    retitled = parse_experiment({**TINY, "title": "another title"})  # not a setting
+    assert results_dir(retitled, tmp_path) == results_dir(exp, tmp_path)
 
 
 def test_process_pool_gives_the_serial_results(tmp_path):
@@ -371,7 +376,8 @@ def test_cli_runs_a_config_file_and_resumes(tmp_path, capsys):
     assert main(["run", str(config), "--out", out, "--set", "market.tua=0.1"]) == 2
     err = capsys.readouterr().err
     assert "'tua'" in err and "preference_weight" in err
-    assert main(["plot", out]) == 0 and (tmp_path / "res" / "tiny_final.png").exists()
+    (folder,) = (tmp_path / "res" / "tiny").iterdir()  # res/NAME/SETTINGS
+    assert main(["plot", out]) == 0 and (folder / "tiny_final.png").exists()
 
 
 def test_resolved_probers_are_cached():
