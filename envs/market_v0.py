@@ -49,6 +49,39 @@ Observation space
     - ``share`` (1,): the fraction of the batch that chose it; ``local_loss`` (1,): the mean
       loss of its model on those users; ``step`` (1,): steps since reset.
 
+    With ``observation="flat"`` a learner's observation is one float32 ``Box`` with finite
+    bounds instead (for MLP policies, SuperSuit, RLlib, TorchRL), computed from the ``Dict`` by
+    :class:`~choicemarket.envs.market.observation.ObservationFeatures` (``user_stats=True``;
+    P = n_params, d = n_features, t = target_dim, L0 = the baseline's test loss):
+
+    ============  =====  ==========  =======================================================
+    entry         size   bounds      value
+    ============  =====  ==========  =======================================================
+    params        P      [-10, 10]   its parameters
+    share         1      [0, 1]      its share of the batch (its users / B)
+    local_loss    1      [0, 10]     its mean loss on its users / L0
+    probe_held    1      [0, 1]      1 if a probe response is held
+    probe_loss    1      [0, 10]     its mean loss on the held probe set / L0 (0 if none)
+    progress      1      [0, 1]      step / max_steps
+    x_mean        d      [-10, 10]   mean covariates of its users (0 if none)
+    x_std         d      [0, 10]     their standard deviation
+    y_mean        t      [-10, 10]   mean targets of its users
+    y_std         t      [0, 10]     their standard deviation
+    probe_x_mean  d      [-10, 10]   mean covariates of the held probe set
+    probe_y_mean  t      [-10, 10]   mean pseudo-label targets of the held probe set
+    ============  =====  ==========  =======================================================
+
+    Entries are clipped into their bounds. The collective's ``Dict`` is flattened
+    (``gymnasium.spaces.flatten``). Scripted policies (MSGD, MSGD-P) read the ``Dict``.
+
+State
+    ``env.state()`` and ``env.state_space``: the global state for centralised critics, a
+    float32 ``Box`` with finite bounds (``StateFeatures`` in
+    :mod:`choicemarket.envs.market.observation`): every slot's parameters, share, local loss
+    and last test loss (over L0), test accuracy, probe held, peer queries of its last action
+    and presence; the unserved fraction of the batch, the progress, the age of the test
+    figures; with a collective its success per learner and its members' fraction.
+
 Rewards
     For the action at step t, measured on the batch of step t+1 that chose among the updated
     models: ``"local"``: minus the learner's mean loss on the users who chose it (its mean loss
@@ -97,7 +130,11 @@ Episode end
 Arguments
     Every field of :class:`~choicemarket.envs.market.config.MarketConfig` as a keyword argument,
     flat or in one mapping per component (``choice={...}``, ``entry_exit={...}``, see
-    ``GROUPS``), plus ``render_mode`` (``None`` or ``"ansi"``).
+    ``GROUPS``), plus ``render_mode``: ``None``, ``"ansi"`` (a text table),
+    ``"rgb_array"`` (an (H, W, 3) uint8 image of every learner's share and test accuracy, or
+    test loss for regression, over the last 200 steps) or ``"human"`` (that image in a
+    matplotlib window; without a display the text table is printed); see
+    :mod:`choicemarket.envs.render`.
 """
 
 from __future__ import annotations

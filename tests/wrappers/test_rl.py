@@ -82,7 +82,7 @@ def test_vec_env_seed_truncation_and_terminal_observation():
     again = run()[0]
     assert np.array_equal(obs, again)
     raw = MarketVecEnv(strategy=False, **dict(TWO_SLOPES, max_steps=5))
-    assert raw.action_space.shape == (raw.markets[0].action_layout.size,)
+    assert raw.action_space.shape == (raw.action_layout.size,)
     raw.reset()
     raw.step(np.zeros((2, raw.action_space.shape[0]), np.float32))
     with pytest.raises(ValueError, match="n_markets"):
@@ -115,3 +115,96 @@ def test_ppo_improves_the_ego_return():
     model.learn(1000)
     after = mean_return(model)
     assert after > before + 10.0, (before, after)  # about -60 -> -39 (MSGD's return is -64)
+
+
+# ------------------------------------------------------------------ multi-agent libraries
+
+FLAT = dict(dataset="acs-income", n_learners=3, users_per_step=30, probe_size=12, max_steps=12)
+
+
+def test_supersuit_on_the_flat_view():
+    """SuperSuit's flatten and vector-env conversions work on ``observation="flat"`` (they
+    fail on the Dict), and SB3's PPO runs an iteration on the concatenated vector env."""
+    ss = pytest.importorskip("supersuit")
+    from choicemarket.envs import market_v0, participation_v0
+
+    with pytest.raises(AttributeError, match="low"):
+        ss.flatten_v0(market_v0.parallel_env(**FLAT))
+    flat = ss.flatten_v0(market_v0.parallel_env(observation="flat", **FLAT))
+    obs, _ = flat.reset(seed=0)
+    assert all(flat.observation_space(a).contains(o) for a, o in obs.items())
+    for env in (
+        market_v0.parallel_env(observation="flat", **FLAT),
+        participation_v0.parallel_env(observation="flat", max_steps=12),
+    ):
+        venv = ss.concat_vec_envs_v1(
+            ss.pettingzoo_env_to_vec_env_v1(env), 2, num_cpus=0, base_class="stable_baselines3"
+        )
+        assert venv.num_envs == 2 * len(env.possible_agents)
+        model = PPO("MlpPolicy", venv, n_steps=12, batch_size=24, n_epochs=1)
+        model.learn(12 * venv.num_envs)
+        assert model.num_timesteps == 12 * venv.num_envs
+        venv.close()
+
+
+def test_rllib_ppo_default_settings_on_the_flat_view():
+    """One iteration of RLlib's PPO with its default model on the flat view, one policy shared
+    by every learner. ray[rllib] pins an older Gymnasium, so it has its own extra (rllib)."""
+    try:
+        from ray.rllib.algorithms.ppo import PPOConfig
+        from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
+    except ImportError as err:
+        pytest.skip(f"ray[rllib] is not installed (the rllib extra): {err}")
+    import ray
+    from ray.tune.registry import register_env
+
+    from choicemarket.envs import market_v0
+
+    kw = dict(FLAT, observation="flat", max_steps=20)
+    register_env("choicemarket_flat", lambda _: ParallelPettingZooEnv(market_v0.parallel_env(**kw)))
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        config = (
+            PPOConfig()
+            .environment("choicemarket_flat")
+            .env_runners(num_env_runners=0)
+            .training(train_batch_size_per_learner=120, minibatch_size=60, num_epochs=1)
+            .multi_agent(policies={"shared"}, policy_mapping_fn=lambda *a, **k: "shared")
+        )
+        algo = config.build_algo()
+        result = algo.train()
+        algo.stop()
+    finally:
+        ray.shutdown()
+    runners = result["env_runners"]
+    assert runners["num_env_steps_sampled"] >= 120
+    assert np.isfinite(runners["episode_return_mean"])
+
+
+def test_torchrl_pettingzoo_wrapper_and_gym_env():
+    """TorchRL's PettingZooWrapper on both flat views and GymEnv on every Gymnasium id."""
+    pytest.importorskip("torchrl")
+    from torchrl.envs.libs.gym import GymEnv
+    from torchrl.envs.libs.pettingzoo import PettingZooWrapper
+    from torchrl.envs.utils import check_env_specs
+
+    from choicemarket.envs import market_v0, participation_v0
+
+    for env in (
+        market_v0.parallel_env(observation="flat", **FLAT),
+        participation_v0.parallel_env(observation="flat", max_steps=12),
+    ):
+        wrapped = PettingZooWrapper(env)
+        check_env_specs(wrapped, seed=0)
+        rollout = wrapped.rollout(4)
+        group = next(iter(wrapped.group_map))
+        n = len(wrapped.group_map[group])
+        assert rollout[group, "observation"].shape == (
+            4,
+            n,
+            env.observation_space("learner_0").shape[0],
+        )
+    for env_id in sorted(GYM_IDS):
+        env = GymEnv(env_id, **FLAT)
+        check_env_specs(env, seed=0)
+        assert env.rollout(4)["next", "reward"].shape == (4, 1)
