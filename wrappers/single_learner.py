@@ -27,7 +27,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from choicemarket.baselines import MSGD, FixedCollective, act_all
+from choicemarket.baselines import MSGD, FixedCollective
 from choicemarket.baselines.msgd import learner_index
 from choicemarket.baselines.seeding import policy_seed
 from choicemarket.envs.checks import check_seed
@@ -35,6 +35,8 @@ from choicemarket.envs.market.collective import COLLECTIVE
 from choicemarket.envs.market.spec import MarketSpec
 from choicemarket.envs.market_v0 import raw_env
 from choicemarket.envs.render import RENDER_FPS
+
+from .batched import collective_actions, observation_arrays, scripted_actions
 
 __all__ = ["SingleLearner"]
 
@@ -95,6 +97,9 @@ class SingleLearner(gym.Env):
             )
         self.agent = market.possible_agents[self.ego]
         self.opponents = _opponents(market, self.ego, opponents)
+        # policies by learner slot (None: the ego) for batched acting
+        self._slot_policies = [self.opponents.get(a) for a in market.possible_agents[:n]]
+        self._opponent_slots = [k for k in range(n) if k != self.ego]
         self.action_space = market.action_space(self.agent)
         self.observation_space = market.observation_space(self.agent)
         self._base_seed: int | None = None
@@ -130,25 +135,38 @@ class SingleLearner(gym.Env):
                 reset(self.policy_seed(self.market.possible_agents.index(a)))
         self._observations = observations
         self._finished = False
-        return observations[self.agent], infos[self.agent]
+        return self._ego_observation(), infos[self.agent]
 
     def step(self, action):
         if self._finished or not self.market.agents:
             raise RuntimeError("step() called on a finished episode; call reset() first")
-        obs, market = self._observations, self.market
+        market = self.market
         # the ego's action is checked before any opponent acts (and draws from its generator)
         action = market.action_layout.validate(action, "action")
-        present = [a for a in market.agents if a in self.opponents and a != COLLECTIVE]
-        actions = act_all(self.opponents, {a: obs[a] for a in present}, market.active_mask)
+        # the opponents act as in the vector env, of which this is the one-market case
+        rows = scripted_actions(market.core, self._slot_policies)
+        names = market.possible_agents
+        present = set(market.agents)
+        actions = {names[k]: rows[k] for k in self._opponent_slots if names[k] in present}
         if COLLECTIVE in market.agents:
-            actions[COLLECTIVE] = self.opponents[COLLECTIVE].act(obs[COLLECTIVE])
+            actions[COLLECTIVE] = collective_actions(market.core, [self.opponents[COLLECTIVE]])[0]
         actions[self.agent] = action
         observations, rewards, terminations, truncations, infos = market.step(actions)
         self._observations = observations
         a = self.agent
         terminated = bool(terminations[a])
         self._finished = terminated or bool(truncations[a])  # the ego left, or time is up
-        return observations[a], float(rewards[a]), terminated, bool(truncations[a]), infos[a]
+        return (
+            self._ego_observation(),
+            float(rewards[a]),
+            terminated,
+            bool(truncations[a]),
+            infos[a],
+        )
+
+    def _ego_observation(self) -> dict:
+        """The ego's ``Dict`` observation, computed as the vector env computes it (M = 1)."""
+        return {key: v[0] for key, v in observation_arrays(self.market.core, self.ego).items()}
 
     def render(self) -> str | None:
         return self.market.render()

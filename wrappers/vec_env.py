@@ -50,9 +50,9 @@ from choicemarket.envs.market.core import MarketCore
 from choicemarket.envs.market.entry_exit import agent_event
 from choicemarket.envs.market.metrics import learner_metrics
 
+from .batched import collective_actions, observation_arrays
 from .flat_observation import ObservationFeatures
 from .strategy import StrategyKnobs, knob_actions
-from .vector_env import collective_actions, observation_arrays
 
 __all__ = ["MarketVecEnv", "shared_policy_vec_env"]
 

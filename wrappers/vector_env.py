@@ -23,9 +23,11 @@ old core is simulated on a throwaway generator with 'off' actions until that cor
 ends. With ``population_seed=None`` each market draws its own population from its seed, so each
 market has a core of its own (M core calls a step).
 
-The ego observation, opponents' actions and seeds come from the functions the single views use:
-:func:`observation_arrays` (the ``Dict`` observation of ``market_v0`` for a learner of every
-market), :func:`scripted_actions` (policies' actions for rows of many markets),
+The ego observation, opponents' actions and seeds come from the functions the single views use
+(a single view is their M = 1 case): :func:`~choicemarket.wrappers.batched.observation_arrays`
+(the ``Dict`` observation of ``market_v0`` for a learner of every market),
+:func:`~choicemarket.wrappers.batched.scripted_actions` (policies' actions for rows of many
+markets),
 :meth:`ObservationFeatures.vectors <choicemarket.wrappers.ObservationFeatures.vectors>`,
 :func:`~choicemarket.wrappers.strategy.knob_actions` and
 :func:`~choicemarket.baselines.seeding.policy_seed`.
@@ -42,16 +44,14 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from choicemarket.baselines import MSGD
-from choicemarket.baselines.msgd import act_arrays
 from choicemarket.baselines.seeding import policy_seed
-from choicemarket.envs.market import collective as _collective
 from choicemarket.envs.market.collective import COLLECTIVE
 from choicemarket.envs.market.core import MarketCore
 from choicemarket.envs.market.entry_exit import agent_event
 from choicemarket.envs.market.metrics import learner_metrics
-from choicemarket.envs.market_v0 import learner_observations, raw_env
+from choicemarket.envs.market_v0 import raw_env
 
+from .batched import collective_actions, observation_arrays, scripted_actions
 from .factories import _FLAT, _SINGLE, _STRATEGY, _take
 from .flat_observation import ObservationFeatures
 from .single_learner import OpponentsArg, SingleLearner
@@ -59,115 +59,12 @@ from .strategy import StrategyKnobs, knob_actions
 
 __all__ = [
     "PlatformVectorEnv",
-    "observation_arrays",
     "platform_flat_vec_env",
     "platform_strategy_vec_env",
     "platform_vec_env",
-    "scripted_actions",
 ]
 
 MODES = ("raw", "flat", "strategy")
-
-
-# --------------------------------------------------------------------- batched pieces
-def observation_arrays(core: MarketCore, learner: int | None = None) -> dict[str, np.ndarray]:
-    """The ``market_v0`` ``Dict`` observation (float32) of learner ``learner`` in every market,
-    stacked on a leading axis M, or with ``learner=None`` of every learner slot of every market,
-    row ``m * n + k`` for learner k of market m. Row by row equal to
-    :func:`~choicemarket.envs.market_v0.learner_observations`."""
-    s, f32 = core.state, np.float32
-    M, n = s.counts.shape
-    X, T, mask = core.padded_users(f32)
-
-    def pick(a: np.ndarray) -> np.ndarray:
-        return a[:, learner] if learner is not None else a.reshape(M * n, *a.shape[2:])
-
-    K = M if learner is not None else M * n
-    Np = s.probe_X.shape[2]
-    return {
-        "params": pick(s.theta).reshape(K, -1).astype(f32),
-        "covariates": pick(X),
-        "targets": pick(T),
-        "mask": pick(mask),
-        "probe_covariates": pick(s.probe_X).astype(f32),
-        "probe_targets": pick(s.probe_T).astype(f32),
-        "probe_mask": np.repeat(pick(s.probe_valid).astype(f32)[:, None], Np, 1),
-        "share": (pick(s.counts) / s.batch.shape[1]).astype(f32)[:, None],
-        "local_loss": pick(s.local_loss).astype(f32)[:, None],
-        "step": np.full((K, 1), s.step, f32),
-    }
-
-
-def scripted_actions(
-    core: MarketCore,
-    policies: Sequence[Any],
-    live: np.ndarray | None = None,
-    caches: list[dict] | None = None,
-) -> np.ndarray:
-    """Actions (M n, A) float64, clipped, of the scripted learners of every market.
-
-    ``policies[m * n + k]`` plays learner k of market m, ``None`` where the learner is driven
-    from outside (its row is left 'off', as is every row of a learner not present and of a
-    market with ``live[m]`` False). MSGD/MSGD-P policies act together in one
-    :func:`~choicemarket.baselines.msgd.act_arrays` call; any other policy acts on its
-    ``Dict`` observation, market by market (``caches``: one probe cache per market).
-    """
-    s, spec = core.state, core.spec
-    layout = spec.actions
-    M, n = s.counts.shape
-    K = M * n
-    on = np.array([p is not None for p in policies])
-    if core.active is not None:
-        on &= core.active.reshape(K)
-    if live is not None:
-        on &= np.repeat(live, n)
-    msgd = np.array([isinstance(p, MSGD) for p in policies]) & on
-    actions = np.tile(layout.build().astype(np.float64), (K, 1))
-    rows = np.flatnonzero(msgd)
-    if len(rows):
-        obs = observation_arrays(core)
-        pols = [policies[i] for i in rows.tolist()]
-        present = None if core.active is None else np.repeat(core.active, n, 0)[rows]
-        actions[rows] = act_arrays(
-            pols,
-            obs["params"][rows].reshape(len(rows), *spec.param_shape),
-            obs["covariates"][rows],
-            obs["targets"][rows],
-            obs["mask"][rows],
-            obs["probe_covariates"][rows],
-            obs["probe_targets"][rows],
-            obs["probe_mask"][rows],
-            obs["step"][rows, 0],
-            present,
-        )
-    others = np.flatnonzero(on & ~msgd)
-    if len(others):  # policies acting on observation dicts
-        caches = [{} for _ in range(M)] if caches is None else caches
-        for m in np.unique(others // n).tolist():
-            views = learner_observations(core, m, caches[m])
-            ks = [int(i) % n for i in others if i // n == m]
-            given = [policies[m * n + k].act(views[k]) for k in ks]
-            names = (f"actions['learner_{k}'] of market {m}" for k in ks)
-            actions[[m * n + k for k in ks]] = layout.validate_many(given, names)
-    low, high = layout._bounds
-    return np.minimum(np.maximum(actions, low, out=actions), high, out=actions)
-
-
-def collective_actions(
-    core: MarketCore, policies: Sequence[Any], live: np.ndarray | None = None
-) -> np.ndarray | None:
-    """The collective's validated actions (M, 3), market m's from ``policies[m]`` ('none'
-    where ``live[m]`` is False); None without a collective."""
-    coll = core.collective
-    if coll is None:
-        return None
-    s = core.state
-    out = np.zeros((core.n_markets, 3), np.int64)
-    for m, policy in enumerate(policies):
-        if live is None or live[m]:
-            obs = _collective.observation(coll, s.counts, s.step, m)
-            out[m] = coll.validate(policy.act(obs), f"the collective's action in market {m}")
-    return out
 
 
 # --------------------------------------------------------------------- the vector env

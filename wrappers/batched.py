@@ -1,0 +1,123 @@
+"""The single-learner views' computations on M markets at once (a lone view is the M = 1 case).
+
+- :func:`observation_arrays`: the ``market_v0`` ``Dict`` observation of one learner of every
+  market, or of every learner, stacked on a leading axis;
+- :func:`scripted_actions`: the actions of scripted policies for rows of many markets, every
+  MSGD/MSGD-P policy in one :func:`~choicemarket.baselines.msgd.act_arrays` call;
+- :func:`collective_actions`: the scripted collective of every market.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from choicemarket.baselines import MSGD
+from choicemarket.baselines.msgd import act_arrays
+from choicemarket.envs.market import collective as _collective
+from choicemarket.envs.market.core import MarketCore
+from choicemarket.envs.market_v0 import learner_observations
+
+__all__ = ["collective_actions", "observation_arrays", "scripted_actions"]
+
+
+def observation_arrays(core: MarketCore, learner: int | None = None) -> dict[str, np.ndarray]:
+    """The ``market_v0`` ``Dict`` observation (float32) of learner ``learner`` in every market,
+    stacked on a leading axis M, or with ``learner=None`` of every learner slot of every market,
+    row ``m * n + k`` for learner k of market m. Row by row equal to
+    :func:`~choicemarket.envs.market_v0.learner_observations`."""
+    s, f32 = core.state, np.float32
+    M, n = s.counts.shape
+    X, T, mask = core.padded_users(f32)
+
+    def pick(a: np.ndarray) -> np.ndarray:
+        return a[:, learner] if learner is not None else a.reshape(M * n, *a.shape[2:])
+
+    K = M if learner is not None else M * n
+    Np = s.probe_X.shape[2]
+    return {
+        "params": pick(s.theta).reshape(K, -1).astype(f32),
+        "covariates": pick(X),
+        "targets": pick(T),
+        "mask": pick(mask),
+        "probe_covariates": pick(s.probe_X).astype(f32),
+        "probe_targets": pick(s.probe_T).astype(f32),
+        "probe_mask": np.repeat(pick(s.probe_valid).astype(f32)[:, None], Np, 1),
+        "share": (pick(s.counts) / s.batch.shape[1]).astype(f32)[:, None],
+        "local_loss": pick(s.local_loss).astype(f32)[:, None],
+        "step": np.full((K, 1), s.step, f32),
+    }
+
+
+def scripted_actions(
+    core: MarketCore,
+    policies: Sequence[Any],
+    live: np.ndarray | None = None,
+    caches: list[dict] | None = None,
+) -> np.ndarray:
+    """Actions (M n, A) float64, clipped, of the scripted learners of every market.
+
+    ``policies[m * n + k]`` plays learner k of market m, ``None`` where the learner is driven
+    from outside (its row is left 'off', as is every row of a learner not present and of a
+    market with ``live[m]`` False). MSGD/MSGD-P policies act together in one
+    :func:`~choicemarket.baselines.msgd.act_arrays` call; any other policy acts on its
+    ``Dict`` observation, market by market (``caches``: one probe cache per market).
+    """
+    s, spec = core.state, core.spec
+    layout = spec.actions
+    M, n = s.counts.shape
+    K = M * n
+    on = np.array([p is not None for p in policies])
+    if core.active is not None:
+        on &= core.active.reshape(K)
+    if live is not None:
+        on &= np.repeat(live, n)
+    msgd = np.array([isinstance(p, MSGD) for p in policies]) & on
+    actions = np.tile(layout.build().astype(np.float64), (K, 1))
+    rows = np.flatnonzero(msgd)
+    if len(rows):
+        obs = observation_arrays(core)
+        pols = [policies[i] for i in rows.tolist()]
+        present = None if core.active is None else np.repeat(core.active, n, 0)[rows]
+        actions[rows] = act_arrays(
+            pols,
+            obs["params"][rows].reshape(len(rows), *spec.param_shape),
+            obs["covariates"][rows],
+            obs["targets"][rows],
+            obs["mask"][rows],
+            obs["probe_covariates"][rows],
+            obs["probe_targets"][rows],
+            obs["probe_mask"][rows],
+            obs["step"][rows, 0],
+            present,
+        )
+    others = np.flatnonzero(on & ~msgd)
+    if len(others):  # policies acting on observation dicts
+        caches = [{} for _ in range(M)] if caches is None else caches
+        for m in np.unique(others // n).tolist():
+            views = learner_observations(core, m, caches[m])
+            ks = [int(i) % n for i in others if i // n == m]
+            given = [policies[m * n + k].act(views[k]) for k in ks]
+            names = (f"actions['learner_{k}'] of market {m}" for k in ks)
+            actions[[m * n + k for k in ks]] = layout.validate_many(given, names)
+    low, high = layout._bounds
+    return np.minimum(np.maximum(actions, low, out=actions), high, out=actions)
+
+
+def collective_actions(
+    core: MarketCore, policies: Sequence[Any], live: np.ndarray | None = None
+) -> np.ndarray | None:
+    """The collective's validated actions (M, 3), market m's from ``policies[m]`` ('none'
+    where ``live[m]`` is False); None without a collective."""
+    coll = core.collective
+    if coll is None:
+        return None
+    s = core.state
+    out = np.zeros((core.n_markets, 3), np.int64)
+    for m, policy in enumerate(policies):
+        if live is None or live[m]:
+            obs = _collective.observation(coll, s.counts, s.step, m)
+            out[m] = coll.validate(policy.act(obs), f"the collective's action in market {m}")
+    return out
