@@ -22,10 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from choicemarket.envs.checks import is_integer, is_real
-from choicemarket.envs.market.losses import mean_gradient
+from choicemarket.envs.market.losses import mean_gradient, weighted_mean_gradient
 from choicemarket.envs.market.spec import MarketSpec
 
 SCHEDULES = ("constant", "inv_sqrt")
+BLOCK = 16  # probe-batch draws made at once (see MSGD.uniforms)
 SCENARIOS = ("preference_aware", "market_leader", "majority_good", "partial")
 
 
@@ -59,10 +60,25 @@ class MSGD:
         self.spec, self.eta, self.l2, self.schedule = spec, float(eta), float(l2), schedule
         self.p = 0.0
         self.rng = np.random.default_rng()
+        self._block: np.ndarray | None = None  # uniforms drawn ahead from ``rng``
+        self._block_rng: np.random.Generator | None = None
+        self._used = 0
 
     def reset(self, seed: int | None = None) -> None:
         """Seed the policy's generator (MSGD itself draws nothing)."""
         self.rng = np.random.default_rng(seed)
+
+    def uniforms(self, size: int) -> np.ndarray:
+        """The next ``size`` uniforms of this policy's stream, drawn from ``rng`` ``BLOCK``
+        calls at a time: the same numbers as one ``rng.random(size)`` per call."""
+        block = self._block
+        if block is None or self._block_rng is not self.rng or self._used == BLOCK:
+            self._block = block = self.rng.random((BLOCK, size))
+            self._block_rng, self._used = self.rng, 0
+        elif block.shape[1] != size:
+            raise ValueError(f"size must stay {block.shape[1]} within a block, got {size!r}")
+        self._used += 1
+        return block[self._used - 1]
 
     def step_size(self, t: int) -> float:
         return self.eta if self.schedule == "constant" else self.eta / math.sqrt(t + 1)
@@ -163,7 +179,7 @@ class MSGDP(MSGD):
         n_valid = np.count_nonzero(probe_mask)
         if self.p == 0 or n_valid == 0:
             return None
-        return probe_rows(self.rng, n_valid, self.probe_batch_size)
+        return probe_rows(self.uniforms(self.probe_batch_size), n_valid)
 
     def describe(self) -> str:
         return (
@@ -172,9 +188,13 @@ class MSGDP(MSGD):
         )
 
 
-def probe_rows(rng: np.random.Generator, n_valid: int, size: int) -> np.ndarray:
-    """``size`` row indices uniform with replacement on ``0..n_valid-1`` (one ``random`` draw)."""
-    return (rng.random(size) * n_valid).astype(np.intp)
+def probe_rows(u: np.random.Generator | np.ndarray, n_valid, size: int | None = None):
+    """Row indices uniform with replacement on ``0..n_valid-1``: ``floor(u n_valid)`` for
+    uniforms ``u`` (an array; ``n_valid`` broadcasts against it), or for ``size`` fresh
+    uniforms of a generator ``u``."""
+    if isinstance(u, np.random.Generator):
+        u = u.random(size)
+    return (u * n_valid).astype(np.intp)
 
 
 def mix_probe_gradient(g: np.ndarray, h: np.ndarray, p: float | np.ndarray) -> np.ndarray:
@@ -202,9 +222,10 @@ def msgd_update(
     X: np.ndarray,
     T: np.ndarray,
     mask: np.ndarray,
-    probes: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    probes: Sequence[tuple],
     l2: np.ndarray,
     neg_eta: np.ndarray,
+    own: np.ndarray | None = None,
 ) -> np.ndarray:
     """The MSGD/MSGD-P update of K learners, the one implementation of Algorithms 1 and 2.
 
@@ -212,14 +233,27 @@ def msgd_update(
     learner's users (``X``, ``T``, ``mask``: (K, B, .)), or for a prober
     ``d_k = (g_k + p_k h_k) / (1 + p_k)`` with ``h_k`` the mean gradient on its probe batch.
     ``probes`` holds groups ``(rows (R,), covariates (R, b, d), targets (R, b, t), p (R,))``
-    of probers with equal batch sizes (or one prober: a slice of one row and a float p).
+    of probers with equal batch sizes (or one prober: a slice of one row and a float p),
+    optionally with a fifth entry, weights (R, b): then the covariates are the held probe
+    sets and the weights count how often the probe batch drew each point (the same mean
+    gradient, without gathering the batch). ``own`` (K, o, d), when given, is ``g`` itself
+    (``X``, ``T``, ``mask`` are then unused: the batched core computes it from its segments).
     ``l2`` and ``neg_eta`` broadcast against (K, o, d). Gradients are computed in ``X``'s
-    dtype.
+    dtype (``own``'s when given).
     """
-    direction = mean_gradient(family, theta, X, T, mask)
-    for rows, PX, PT, p in probes:
-        PX, PT = PX.astype(X.dtype, copy=False), PT.astype(X.dtype, copy=False)
-        h = mean_gradient(family, theta[rows], PX, PT)
+    if own is None:
+        direction = mean_gradient(family, theta, X, T, mask)
+    else:
+        direction = own.copy()
+    dtype = direction.dtype
+    for rows, PX, PT, p, *counts in probes:
+        PX, PT = PX.astype(dtype, copy=False), PT.astype(dtype, copy=False)
+        th = theta[rows].astype(dtype, copy=False)
+        if counts:
+            z = np.matmul(PX, th.swapaxes(-1, -2))
+            h = weighted_mean_gradient(family, z, PT, PX, counts[0][:, None, :])[:, 0]
+        else:
+            h = mean_gradient(family, th, PX, PT)
         w = p if np.ndim(p) == 0 else np.asarray(p)[:, None, None]
         direction[rows] = mix_probe_gradient(direction[rows], h, w)
     return gradient_step(direction, theta, l2, neg_eta)
@@ -240,10 +274,8 @@ def probe_batches(
         groups = [(b, rows[sizes == b], n_valid[sizes == b]) for b in np.unique(sizes).tolist()]
     out = []
     for b, sel, valid in groups:
-        u = np.empty((len(sel), b))
-        for r, i in enumerate(sel.tolist()):
-            policies[i].rng.random(out=u[r])
-        out.append((sel, (u * valid[:, None]).astype(np.intp)))
+        u = np.stack([policies[i].uniforms(b) for i in sel.tolist()])
+        out.append((sel, probe_rows(u, valid[:, None])))
     return out
 
 
@@ -277,16 +309,17 @@ class Plan:
     batch: np.ndarray  # (K,) probe batch sizes b_p (0 for MSGD)
     schedules: tuple[tuple[int, int, bool], ...]  # per prober: row, probe_every (0: once),
     # and whether its requests follow MSGDP.probe_request's schedule
+    schedule_arrays: tuple[np.ndarray, np.ndarray, np.ndarray]  # the same, as three arrays
 
     def requests_due(self, steps: Sequence[float]) -> list[int]:
         """The probers that may request a probe at ``steps``: those on MSGD-P's schedule at
         the first step or a multiple of ``probe_every``, and every prober with its own rule."""
-        due = []
-        for i, every, scheduled in self.schedules:
-            t = int(steps[i])
-            if not scheduled or t == 0 or (every and t % every == 0):
-                due.append(i)
-        return due
+        if not self.schedules:
+            return []
+        rows, every, scheduled = self.schedule_arrays
+        t = np.asarray(steps)[rows].astype(np.int64)
+        due = ~scheduled | (t == 0) | ((every > 0) & (t % np.maximum(every, 1) == 0))
+        return rows[due].tolist()
 
 
 def plan(policies: Sequence[MSGD]) -> Plan:
@@ -310,6 +343,8 @@ def plan(policies: Sequence[MSGD]) -> Plan:
 @functools.lru_cache(maxsize=64)
 def _plan(hyper: tuple[tuple], layout) -> Plan:
     eta, l2, schedule, p, batch, every, scheduled = zip(*hyper)
+    schedules = tuple((i, every[i], scheduled[i]) for i, w in enumerate(p) if w > 0)
+    kinds = (np.intp, np.int64, bool)
     inv = np.array([s == "inv_sqrt" for s in schedule])
     off = np.tile(layout.build(), (len(hyper), 1))
     off.flags.writeable = False
@@ -321,7 +356,10 @@ def _plan(hyper: tuple[tuple], layout) -> Plan:
         off=off,
         p=np.array(p, np.float64),
         batch=np.array(batch, np.intp),
-        schedules=tuple((i, every[i], scheduled[i]) for i, w in enumerate(p) if w > 0),
+        schedules=schedules,
+        schedule_arrays=tuple(
+            np.array([row[j] for row in schedules], dtype) for j, dtype in enumerate(kinds)
+        ),
     )
 
 
@@ -362,13 +400,16 @@ def act_arrays(
 ) -> np.ndarray:
     """Actions (K, A) from arrays: ``theta`` (K, o, d), users ``X`` (K, B, d), ``T`` (K, B, t),
     ``mask`` (K, B), row k's probe set ``probe_X[k]`` (N_probe, d), ``probe_T[k]``,
+    own: np.ndarray | None = None,
     ``probe_mask[k]`` and step ``steps[k]``. This is the MSGD/MSGD-P math without the
     observation dicts; K may span many markets. ``active`` (n,) or (K, n) bool marks the
     learners present when learners enter and leave: probe requests then name only active
     peers (a request left with none is dropped); ``None``: every learner is present.
 
     The update is :func:`msgd_update`; ``constants`` (:func:`plan` of ``policies``) may be
-    passed by a loop that calls this every step.
+    passed by a loop that calls this every step, and ``own`` (K, o, d) the mean gradients on
+    each learner's users (``MarketCore.user_gradients``) in place of ``X``, ``T``, ``mask``.
+    Probe batches enter as counts over the held probe points.
     """
     spec = policies[0].spec
     layout = spec.actions
@@ -379,9 +420,10 @@ def act_arrays(
         i = constants.probers[0]
         n_valid = np.count_nonzero(probe_mask[i])
         if n_valid:
-            b = probe_rows(policies[i].rng, n_valid, int(constants.batch[i]))
-            PX, PT = probe_X[i].take(b, 0)[None], probe_T[i].take(b, 0)[None]
-            probes.append((slice(i, i + 1), PX, PT, float(constants.p[i])))
+            b = probe_rows(policies[i].uniforms(int(constants.batch[i])), n_valid)
+            PX, PT = probe_X[i][None], probe_T[i][None]
+            counts = np.bincount(b, minlength=PX.shape[1])[None].astype(PX.dtype)
+            probes.append((slice(i, i + 1), PX, PT, float(constants.p[i]), counts))
     elif constants.probers:
         probers = np.array(constants.probers, np.intp)
         if isinstance(probe_mask, np.ndarray):
@@ -393,16 +435,19 @@ def act_arrays(
         batches = probe_batches(policies, holders, n_valid[held], constants.batch[holders])
         for rows, idx in batches:
             if isinstance(probe_X, np.ndarray):
-                PX, PT = probe_X[rows[:, None], idx], probe_T[rows[:, None], idx]
+                PX, PT = probe_X[rows], probe_T[rows]
             else:
-                PX = np.stack([probe_X[i].take(b, 0) for i, b in zip(rows, idx)])
-                PT = np.stack([probe_T[i].take(b, 0) for i, b in zip(rows, idx)])
-            probes.append((rows, PX, PT, constants.p[rows]))
+                PX = np.stack([probe_X[i] for i in rows.tolist()])
+                PT = np.stack([probe_T[i] for i in rows.tolist()])
+            R, Np = PX.shape[:2]
+            at = (np.arange(R)[:, None] * Np + idx).ravel()
+            counts = np.bincount(at, minlength=R * Np).reshape(R, Np).astype(PX.dtype)
+            probes.append((rows, PX, PT, constants.p[rows], counts))
     neg_eta = constants.neg_eta
     if constants.inv_sqrt is not None:
         t = np.asarray(steps, dtype=np.float64)
         neg_eta = neg_eta / np.where(constants.inv_sqrt, np.sqrt(t + 1.0), 1.0)[:, None, None]
-    update = msgd_update(spec.family, theta, X, T, mask, probes, constants.l2, neg_eta)
+    update = msgd_update(spec.family, theta, X, T, mask, probes, constants.l2, neg_eta, own)
     actions = constants.off.copy()
     bound = layout.max_update
     np.minimum(np.maximum(update.reshape(K, P), -bound), bound, out=actions[:, :P])

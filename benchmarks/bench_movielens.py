@@ -94,10 +94,10 @@ def time_core(cfg: dict, steps: int, n_markets: int = 1) -> float:
     pols = policies_for(spec, n_markets)
     constants = plan(pols)
     core.reset(seed=0)
-    core_step(core, pols, broadcast=True, constants=constants)  # the probe request, answered
+    core_step(core, pols, constants=constants)  # the probe request, answered
     start = time.process_time()
     for _ in range(steps):
-        core_step(core, pols, broadcast=True, constants=constants)
+        core_step(core, pols, constants=constants)
     return steps * n_markets / (time.process_time() - start)
 
 

@@ -25,6 +25,7 @@ import os
 import platform
 import statistics
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,7 @@ MARKET = dict(
     init="partition_erm",
 )
 PROBER, P, B_P = 2, 0.4, 150
+CLOCK = time.process_time  # CPU seconds of this process (``--clock wall``: elapsed seconds)
 
 
 def policies_for(spec, n_markets: int = 1) -> list:
@@ -61,10 +63,10 @@ def time_api(steps: int) -> float:
     env = raw_env(**MARKET, max_steps=steps, eval_every=steps)
     pols = dict(zip(env.possible_agents, policies_for(env.market_spec)))
     obs, _ = env.reset(seed=0)
-    start = time.perf_counter()
+    start = CLOCK()
     while env.agents:
         obs, *_ = env.step(act_all(pols, obs))
-    return steps / (time.perf_counter() - start)
+    return steps / (CLOCK() - start)
 
 
 def time_api_fixed(steps: int) -> float:
@@ -72,10 +74,10 @@ def time_api_fixed(steps: int) -> float:
     obs, _ = env.reset(seed=0)
     actions = act_all(dict(zip(env.possible_agents, policies_for(env.market_spec))), obs)
     actions = {a: v * 0 for a, v in actions.items()}
-    start = time.perf_counter()
+    start = CLOCK()
     while env.agents:
         env.step(actions)
-    return steps / (time.perf_counter() - start)
+    return steps / (CLOCK() - start)
 
 
 def time_core(steps: int, n_markets: int = 1) -> float:
@@ -84,10 +86,10 @@ def time_core(steps: int, n_markets: int = 1) -> float:
     pols = policies_for(spec, n_markets)
     constants = plan(pols)
     core.reset(seed=0)
-    start = time.perf_counter()
+    start = CLOCK()
     for _ in range(steps):
         core_step(core, pols, constants=constants)
-    return steps * n_markets / (time.perf_counter() - start)
+    return steps * n_markets / (CLOCK() - start)
 
 
 def time_loop(steps: int, n_markets: int) -> float:
@@ -95,9 +97,9 @@ def time_loop(steps: int, n_markets: int) -> float:
     spec = MarketCore(cfg).spec
     pols = policies_for(spec, n_markets)
     per_market = [pols[m * spec.n_learners : (m + 1) * spec.n_learners] for m in range(n_markets)]
-    start = time.perf_counter()
+    start = CLOCK()
     run_markets(cfg, per_market, list(range(n_markets)))
-    return steps * n_markets / (time.perf_counter() - start)
+    return steps * n_markets / (CLOCK() - start)
 
 
 def reference_rate(path: Path) -> float | None:
@@ -107,6 +109,7 @@ def reference_rate(path: Path) -> float | None:
     spec = importlib.util.spec_from_file_location("refloop", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    module.time = types.SimpleNamespace(perf_counter=CLOCK)  # timed on the same clock
     return module.steps_per_second(T=2000)
 
 
@@ -138,7 +141,10 @@ def main() -> None:
     parser.add_argument("--markets", type=int, nargs="*", default=[25, 100])
     parser.add_argument("--loop-markets", type=int, nargs="*", default=[64])
     parser.add_argument("--refloop", type=Path, default=REFLOOP)
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     print(
         f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}, "
         f"{os.cpu_count()} cores, BLAS: {_blas()}"

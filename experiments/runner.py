@@ -59,7 +59,6 @@ COLLECTIVE = _collective.COLLECTIVE
 MAX_BATCH = 64  # markets advanced together: beyond this the arrays outgrow the caches
 
 PolicyFactory = Callable[[MarketSpec, int], Any]
-_F32 = np.float32
 
 
 @dataclass
@@ -199,43 +198,37 @@ def run_markets(
     all_msgd = bool(is_msgd.all())
     full_plan = plan(flat) if all_msgd else None
     caches: list[dict] = [{} for _ in range(M)]
-    probe32: tuple = (None,)
     for _ in range(cfg.max_steps):
         t = s.step
         acting = None if core.active is None else core.active.reshape(K)
         actions = off.copy()
         rows_msgd = np.flatnonzero(is_msgd if acting is None else is_msgd & acting)
         if len(rows_msgd):
-            X, T, mask = (a.reshape(K, *a.shape[2:]) for a in core.padded_users(_F32))
-            theta32 = s.theta.reshape(K, o, d).astype(_F32)
-            if probe32[0] != s.probe_version:  # float32 probe sets, converted when they change
-                probe32 = (
-                    s.probe_version,
-                    s.probe_X.reshape(K, Np, d).astype(_F32),
-                    s.probe_T.reshape(K, Np, -1).astype(_F32),
-                )
-            _, pX, pT = probe32
+            own = core.user_gradients().reshape(K, o, d)
+            theta = s.theta.reshape(K, o, d)
+            pX, pT = s.probe_X.reshape(K, Np, d), s.probe_T.reshape(K, Np, -1)
             valid = np.broadcast_to(s.probe_valid.reshape(K, 1), (K, Np))
             steps = np.full(K, t)
             present = None if acting is None else np.repeat(core.active, n, 0)
             if all_msgd and acting is None:
                 actions[:] = act_arrays(
-                    flat, theta32, X, T, mask, pX, pT, valid, steps, None, full_plan
+                    flat, theta, None, None, None, pX, pT, valid, steps, None, full_plan, own
                 )
             else:
                 r = rows_msgd
                 pols = [flat[i] for i in r]
                 actions[r] = act_arrays(
                     pols,
-                    theta32[r],
-                    X[r],
-                    T[r],
-                    mask[r],
+                    theta[r],
+                    None,
+                    None,
+                    None,
                     pX[r],
                     pT[r],
                     valid[r],
                     steps[r],
                     None if present is None else present[r],
+                    own=own[r],
                 )
         rows_other = np.flatnonzero(~is_msgd if acting is None else ~is_msgd & acting)
         if len(rows_other):  # policies that act on observations, market by market

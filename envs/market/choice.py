@@ -20,9 +20,9 @@ loss is +inf, uniform draws range over the active learners, and allocations are 
 from __future__ import annotations
 
 import abc
+import functools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -174,17 +174,46 @@ def random_learner(u: np.ndarray, n: int, active: np.ndarray | None) -> np.ndarr
     return np.take_along_axis(order, r, 1)
 
 
-@dataclass
 class Arrival:
-    """What the choice rule sees of one batch of M markets."""
+    """What the choice rule sees of one batch of M markets.
 
-    idx: np.ndarray  # (M, B) training-user index of each batch user
-    u: np.ndarray  # (M, B) one uniform per user
-    L: np.ndarray  # (M, n, B) every learner's loss on every user
-    L_active: np.ndarray  # L with +inf at inactive learners (L itself when all are active)
-    best: np.ndarray  # (M, B) lowest-loss active learner (ties: lowest index)
-    pref: np.ndarray  # (M, B) preferred learner
-    active: np.ndarray | None  # (M, n) bool, None when every learner is present
+    ``idx`` (M, B) training-user index of each batch user, ``u`` (M, B) one uniform per user,
+    ``z`` (M, B, n, o) every learner's logits on every user, ``T`` (M, B, t) the targets,
+    ``pref`` (M, B) preferred learner, ``active`` (M, n) bool or None (every learner present).
+    The losses ``L`` (M, n, B), ``L_active`` (+inf at inactive learners) and ``best`` (the
+    lowest-loss active learner, ties: lowest index) are computed when a rule first asks:
+    the common rules need only ``best``, found from ``LossFamily.choice_key`` without a
+    transcendental per learner.
+    """
+
+    def __init__(
+        self,
+        idx: np.ndarray,
+        u: np.ndarray,
+        z: np.ndarray,
+        T: np.ndarray,
+        family,
+        hard: bool,
+        pref: np.ndarray,
+        active: np.ndarray | None,
+        exclude=None,
+    ) -> None:
+        self.idx, self.u, self.z, self.T, self.pref, self.active = idx, u, z, T, pref, active
+        self._family, self._hard, self._exclude = family, hard, exclude
+
+    @functools.cached_property
+    def L(self) -> np.ndarray:
+        return self._family.loss(self.z, self.T[:, :, None, :]).swapaxes(1, 2)
+
+    @functools.cached_property
+    def L_active(self) -> np.ndarray:
+        return self.L if self._exclude is None else self._exclude(self.L)
+
+    @functools.cached_property
+    def best(self) -> np.ndarray:
+        if self.active is not None:
+            return self.L_active.argmin(1)
+        return self._family.choice_key(self.z, self.T, self._hard).argmax(-1)
 
 
 class ChoiceRule(abc.ABC):

@@ -34,7 +34,13 @@ from .component import Component
 from .config import MarketConfig
 from .entry_exit import EntryExit, slot_count
 from .generators import MarketGenerators
-from .losses import logits, loss_family, quadratic_risk
+from .losses import (
+    batch_logits,
+    logits,
+    loss_family,
+    quadratic_risk,
+    weighted_mean_gradient,
+)
 from .metrics import evaluation_due, rewards
 from .outside import OutsideOption
 from .population import (
@@ -127,6 +133,9 @@ class MarketCore:
         self._market_index, self._user_index = np.indices((n_markets, B))
         self._no_queries = np.zeros((n_markets, n), np.int64)
         self._no_queries.flags.writeable = False
+        self._flat_user = np.arange(n_markets * B).reshape(n_markets, B)  # m B + b
+        self._hard = False  # 0/1 targets under the logistic loss: choice by margin
+        self._learners = np.arange(slot_count(config))[:, None]
 
     @property
     def rng(self) -> np.random.Generator:
@@ -197,6 +206,7 @@ class MarketCore:
         for c in self.components:
             c.reset(self)
         self.choice_rule.reset(self)
+        self._hard = spec.family.name == "logistic" and bool(np.isin(pop.T_train, (0, 1)).all())
         self._arrive()
         self.evaluate()
         return self.state
@@ -265,39 +275,42 @@ class MarketCore:
         s, pop, M = self.state, self.population, self.n_markets
         n, B = s.theta.shape[1], self.config.users_per_step
         # one draw for batch and loyalty: floor(u N) is uniform on 0..N-1 up to O(N / 2^53)
-        draws = self.gens.random((2, B))
+        draws = self.gens.block((2, B))
         idx = (draws[:, 0] * len(pop.X_train)).astype(np.intp)
         u = draws[:, 1]
         X, T = pop.X_train.take(idx, 0), pop.T_train.take(idx, 0)
         for c in self.components:
             X, T = c.present(self, X, T)
-        L = pop.family.loss(logits(s.theta, X), T[:, None])  # (M, n, B)
-        L_active = L if self.entry is None else self.entry.exclude_inactive(L)
-        best = L_active.argmin(1)
-        a = Arrival(idx, u, L, L_active, best, self.preferred(idx), self.active)
+        z = batch_logits(s.theta, X)  # (M, B, n, o)
+        exclude = None if self.entry is None else self.entry.exclude_inactive
+        a = Arrival(idx, u, z, T, pop.family, self._hard, self.preferred(idx), self.active, exclude)
         choice = self.choice_rule.choose(self, a)
         for c in self.components:
             choice = c.after_choice(self, a, choice)
-        if self.outside is None:  # everyone is served
-            served = L[self._market_index, choice, self._user_index]
-            key = (self._market_offset + choice).ravel()
-            counts = np.bincount(key, minlength=M * n).reshape(M, n)
-            sums = np.bincount(key, weights=served.ravel(), minlength=M * n).reshape(M, n)
+        # each user's logits at its learner, and only there its loss
+        ok = None if self.outside is None else choice >= 0
+        c = choice if ok is None else np.where(ok, choice, 0)
+        flat = (self._flat_user * n + c).ravel()
+        o = z.shape[-1]
+        if o == 1:  # a flat gather is several times faster than a gather of rows
+            zs = z.reshape(-1).take(flat).reshape(M, B, 1)
         else:
-            ok = choice >= 0
-            c = np.where(ok, choice, 0)
-            served = L[self._market_index, c, self._user_index]
-            key = (self._market_offset + c)[ok]
-            counts = np.bincount(key, minlength=M * n).reshape(M, n)
-            sums = np.bincount(key, weights=served[ok], minlength=M * n).reshape(M, n)
-            if not ok.all():
-                served = np.where(ok, served, math.nan)
+            zs = z.reshape(M * B * n, o).take(flat, 0).reshape(M, B, o)
+        served = pop.family.loss(zs, T)
+        key = (self._market_offset + c).ravel()
+        weights = served.ravel()
+        if ok is not None:
+            key, weights = key[ok.ravel()], weights[ok.ravel()]
+        counts = np.bincount(key, minlength=M * n).reshape(M, n)
+        sums = np.bincount(key, weights=weights, minlength=M * n).reshape(M, n)
+        if ok is not None and not ok.all():
+            served = np.where(ok, served, math.nan)
         if np.logical_and.reduce(counts, None):
             s.local_loss = sums / counts
         else:
-            s.local_loss = np.where(counts > 0, sums / np.maximum(counts, 1), L.mean(-1))
+            s.local_loss = np.where(counts > 0, sums / np.maximum(counts, 1), a.L.mean(-1))
         s.batch, s.choice, s.served_loss, s.counts = idx, choice, served, counts
-        s.batch_X, s.batch_T = X, T
+        s.batch_X, s.batch_T, s.served_logits = X, T, zs
 
     # ----------------------------------------------------------------- measurements
     def evaluate(self) -> None:
@@ -320,6 +333,15 @@ class MarketCore:
     def padded_users(self, dtype=np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each learner's view of the current batch: its own users at their batch positions,
         zeros in the other positions.
+
+    def user_gradients(self) -> np.ndarray:
+        """(M, n, o, d): each learner's mean loss gradient over the users who chose it in the
+        current batch (zero if none), ``g_k = sum_{b: choice_b = k} dl/dz_b x_b^T / |U_k|``,
+        from the logits the users chose by: one product per market over the batch."""
+        s = self.state
+        W = (s.choice[:, None, :] == self._learners).astype(s.batch_X.dtype)
+        family = self.spec.family
+        return weighted_mean_gradient(family, s.served_logits, s.batch_T, s.batch_X, W, s.counts)
 
         Returns covariates (M, n, B, d), targets (M, n, B, t) and mask (M, n, B) with
         ``mask[m, k, b] = 1`` iff user b of market m chose learner k.

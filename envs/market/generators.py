@@ -4,6 +4,11 @@
 ``reset(seeds=[...])`` gives market m its own generator seeded by ``seeds[m]``. Every
 component of a step draws through this object, market by market in the same order, so market
 m with its own seed s follows exactly the trajectory of a lone market reset with s.
+
+The uniforms of every arrival (``block``) are drawn ``BLOCK`` steps at a time: each market
+fills its block with one call, so a step makes no per-market call. A block is a fixed number
+of steps whatever M, so market m still draws the same numbers in the same order alone or
+batched; other draws of the step (probes, components) come between blocks.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import numbers
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+
+BLOCK = 16  # steps of arrival uniforms drawn at once (the same for every M)
 
 
 class MarketGenerators:
@@ -22,6 +29,8 @@ class MarketGenerators:
         self.shared = np.random.default_rng()
         self.per_market: list[np.random.Generator] | None = None
         self.seeded = False
+        self._block: np.ndarray | None = None  # (M, BLOCK, *shape) arrival uniforms
+        self._used = BLOCK
 
     def reset(self, seed: int | None = None, seeds: Sequence[int] | None = None) -> None:
         """A ``seed`` restarts the shared generator; ``None`` keeps the current one (Gymnasium's
@@ -41,6 +50,24 @@ class MarketGenerators:
             self.per_market = None
             self.shared = np.random.default_rng(seed)
         self.seeded = True
+        self._block, self._used = None, BLOCK
+
+    def block(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The next step's uniforms (M, *shape) from the blocks of ``BLOCK`` steps: market
+        m's block is ``BLOCK`` consecutive draws of ``shape`` from its generator (from the
+        shared one, steps outermost, when markets share it)."""
+        buf = self._block
+        if self._used == BLOCK or buf is None or buf.shape[2:] != shape:
+            M = self.n_markets
+            if self.per_market is None:
+                buf = self.shared.random((BLOCK, M, *shape)).swapaxes(0, 1)
+            else:
+                buf = np.empty((M, BLOCK, *shape))
+                for m, r in enumerate(self.per_market):
+                    r.random(out=buf[m])
+            self._block, self._used = buf, 0
+        self._used += 1
+        return buf[:, self._used - 1]
 
     def market(self, m: int) -> np.random.Generator:
         """Market ``m``'s generator."""

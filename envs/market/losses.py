@@ -25,6 +25,14 @@ def logits(theta: np.ndarray, X: np.ndarray) -> np.ndarray:
     return np.matmul(X[..., None, :, :], theta.swapaxes(-1, -2))
 
 
+def batch_logits(theta: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """``z[m, b, k, :] = theta[m, k] @ X[m, b]`` for parameters (M, n, o, d) and users
+    (M, B, d): shape (M, B, n, o), one (B, d) x (d, n o) product per market."""
+    M, n, o, d = theta.shape
+    w = theta.reshape(M, n * o, d).swapaxes(1, 2)
+    return np.matmul(X, w).reshape(M, X.shape[1], n, o)
+
+
 _sigmoid = special.expit
 
 
@@ -79,6 +87,15 @@ class LossFamily:
         zmax = z.max(-1, keepdims=True)
         lse = np.log(np.exp(z - zmax).sum(-1)) + zmax[..., 0]
         return lse - (T * z).sum(-1)
+
+    def choice_key(self, z: np.ndarray, T: np.ndarray, hard: bool) -> np.ndarray:
+        """A key that orders learners as their losses do, larger key = lower loss:
+        logits (..., n, o) and targets (..., t) -> (..., n). For the logistic loss with 0/1
+        targets (``hard``) the margin ``(2q - 1) z`` (``l = softplus(-margin)`` is strictly
+        decreasing in it); otherwise ``-l``."""
+        if self.name == "logistic" and hard:
+            return z[..., 0] * (2.0 * T[..., None, 0] - 1.0)
+        return -self.loss(z, T[..., None, :])
 
     def residual(self, z: np.ndarray, T: np.ndarray) -> np.ndarray:
         """``dl/dz``: 2(z - y), sigmoid(z) - q, or softmax(z) - q."""
@@ -183,12 +200,40 @@ def mean_gradient(
         if len(k) <= X.shape[-2]:  # at most B rows in all: gathering them is cheaper
             return _masked_mean_gradient(theta, X, T, mask, k, b)
     z = np.matmul(X, theta.swapaxes(-1, -2).astype(X.dtype, copy=False))
-    r = family.residual(z, T)
     if mask is None:
+        r = family.residual(z, T)
         return np.matmul(r.swapaxes(-1, -2), X) / X.shape[-2]
-    r *= mask[..., None]
-    count = np.maximum(np.add.reduce(mask, -1), 1.0)
-    return np.matmul(r.swapaxes(-1, -2), X) / count[:, None, None]
+    return weighted_mean_gradient(family, z, T, X, mask[:, None, :])[:, 0]
+
+
+def weighted_mean_gradient(
+    family: LossFamily,
+    z: np.ndarray,
+    T: np.ndarray,
+    X: np.ndarray,
+    W: np.ndarray,
+    total: np.ndarray | None = None,
+) -> np.ndarray:
+    """Mean loss gradients of n weighted sets of the same users, zero for an empty set.
+
+    Logits ``z`` (M, B, o) of each user at the parameters of interest, targets ``T``
+    (M, B, t), covariates ``X`` (M, B, d), weights ``W`` (M, n, B) (0/1: membership)
+    -> (M, n, o, d): ``g_k = sum_b W_kb dl/dz_b x_b^T / max(1, sum_b W_kb)``. For a batch
+    split among learners, ``z`` holds each user's logits at the learner it chose and ``W`` is
+    the one-hot of the choice: one product per market, no learner-padded copy of the batch.
+    ``total`` (M, n), when given, is ``sum_b W_kb`` (known to the caller).
+    """
+    M, n, B = W.shape
+    r = family.residual(z, T)  # (M, B, o)
+    o, d = r.shape[-1], X.shape[-1]
+    if o == 1:
+        Wr = W * r[:, None, :, 0]
+    else:
+        Wr = (W[:, :, None, :] * r.swapaxes(1, 2)[:, None]).reshape(M, n * o, B)
+    g = np.matmul(Wr, X).reshape(M, n, o, d)
+    count = np.add.reduce(W, -1) if total is None else total
+    g /= np.maximum(count, 1)[:, :, None, None]
+    return g
 
 
 def _masked_mean_gradient(

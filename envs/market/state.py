@@ -34,6 +34,7 @@ class MarketState:
     global_accuracy: np.ndarray  # (M, n) test accuracy (nan for regression)
     eval_step: int  # step of the last evaluation
     probe_version: int = 0  # bumped whenever a probe response is written
+    served_logits: np.ndarray | None = None  # (M, B, o) each user's logits at its learner
 
     @property
     def share(self) -> np.ndarray:

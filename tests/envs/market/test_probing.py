@@ -116,3 +116,30 @@ def test_multiclass_median_of_logits_is_coordinatewise():
     soft = np.exp(med - med.max(-1, keepdims=True))
     soft /= soft.sum(-1, keepdims=True)
     np.testing.assert_allclose(s.probe_T[0, 0], soft, rtol=1e-10)
+
+
+def test_forty_learners_all_probing_all_peers_is_exact_and_bounded_in_memory():
+    """Every one of 40 learners asks the median of all 40 (200 outputs each): each answer is
+    the coordinatewise median of the peers' logits, and no array over all requests, peers,
+    points and outputs is formed (that one would take 256 MB)."""
+    import tracemalloc
+
+    from choicemarket.envs import MarketConfig, MarketCore
+
+    n = 40
+    core = MarketCore(MarketConfig.from_kwargs(dataset="synthetic-ratings", n_learners=n))
+    core.reset(seed=0)
+    layout = core.spec.actions
+    every = layout.build(probe=True, peers=list(range(n)))
+    actions = np.tile(every, (1, n, 1)).astype(np.float64)
+    theta = core.state.theta[0].copy()
+    tracemalloc.start()
+    core.step(actions)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    s, o = core.state, core.spec.n_outputs
+    assert s.probe_valid.all() and (s.probe_queries == n * core.spec.probe_size).all()
+    for k in (0, 17, 39):
+        z = logits(theta, s.probe_X[0, k])  # (n, N_probe, o)
+        np.testing.assert_allclose(s.probe_T[0, k, :, :o], np.median(z, axis=0), rtol=1e-12)
+    assert peak < 150 * 2**20
