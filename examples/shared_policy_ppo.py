@@ -1,7 +1,8 @@
 """All learners of the census market share one PPO policy (parameter sharing).
 
 ``choicemarket.wrappers.shared_policy_vec_env`` makes every learner of ``--markets`` markets
-one entry of a Stable-Baselines3 ``VecEnv``: each learner sees its own flat observation, acts
+one entry of a Stable-Baselines3 ``VecEnv`` (all markets advance in one call of the batched
+core): each learner sees its own flat observation, acts
 through the strategy knobs (step-size multiplier, probing weight, probe now, whom to probe) and
 is rewarded with its own ``reward`` (default ``global``: minus its test risk). After training,
 the shared policy runs every learner on held-out seeds, next to everyone playing MSGD and
@@ -69,7 +70,7 @@ def main() -> None:
     parser.add_argument("--eval-seeds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # tiny networks: more threads only synchronise on few cores
     market = dict(MARKET, max_steps=args.steps, reward=args.reward)
     start = time.perf_counter()
     venv = shared_policy_vec_env(n_markets=args.markets, **market)
