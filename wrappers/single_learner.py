@@ -142,7 +142,7 @@ class SingleLearner(gym.Env):
             raise RuntimeError("step() called on a finished episode; call reset() first")
         market = self.market
         # the ego's action is checked before any opponent acts (and draws from its generator)
-        action = market.action_layout.validate(action, "action")
+        action = market.action_layout.validate(action, f"actions[{self.agent!r}]")
         # the opponents act as in the vector env, of which this is the one-market case
         rows = scripted_actions(market.core, self._slot_policies)
         names = market.possible_agents

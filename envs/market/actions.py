@@ -86,7 +86,12 @@ class ActionLayout:
         if update is None:
             a[: self.n_params] = 0.0
         else:
-            u = np.asarray(update, dtype=np.float64).reshape(-1)
+            try:
+                u = np.array(update, dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise ValueError(f"update must hold {self.n_params} finite numbers") from exc
+            if not np.isfinite(u).all():
+                raise ValueError("update contains NaN or inf; all entries must be finite")
             if u.size != self.n_params:
                 raise ValueError(f"update must have {self.n_params} entries, got {u.size}")
             a[: self.n_params] = np.clip(u, -self.max_update, self.max_update)
