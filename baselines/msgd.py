@@ -197,6 +197,15 @@ def probe_rows(u: np.random.Generator | np.ndarray, n_valid, size: int | None = 
     return (u * n_valid).astype(np.intp)
 
 
+def probe_counts(idx: np.ndarray, n_points: int, dtype=np.float64) -> np.ndarray:
+    """How often each of ``n_points`` held probe points is drawn: ``c[r, j] = #{i: idx[r, i]
+    = j}`` for the probe-batch rows ``idx`` (R, b) -> (R, n_points), the weights of
+    :func:`msgd_update`'s probe groups."""
+    R = len(idx)
+    at = (np.arange(R)[:, None] * n_points + idx).ravel()
+    return np.bincount(at, minlength=R * n_points).reshape(R, n_points).astype(dtype)
+
+
 def mix_probe_gradient(g: np.ndarray, h: np.ndarray, p: float | np.ndarray) -> np.ndarray:
     """MSGD-P's direction ``(g + p h) / (1 + p)`` from own-user and probe-batch gradients.
 
@@ -422,7 +431,7 @@ def act_arrays(
         if n_valid:
             b = probe_rows(policies[i].uniforms(int(constants.batch[i])), n_valid)
             PX, PT = probe_X[i][None], probe_T[i][None]
-            counts = np.bincount(b, minlength=PX.shape[1])[None].astype(PX.dtype)
+            counts = probe_counts(b[None], PX.shape[1], PX.dtype)
             probes.append((slice(i, i + 1), PX, PT, float(constants.p[i]), counts))
     elif constants.probers:
         probers = np.array(constants.probers, np.intp)
@@ -439,9 +448,7 @@ def act_arrays(
             else:
                 PX = np.stack([probe_X[i] for i in rows.tolist()])
                 PT = np.stack([probe_T[i] for i in rows.tolist()])
-            R, Np = PX.shape[:2]
-            at = (np.arange(R)[:, None] * Np + idx).ravel()
-            counts = np.bincount(at, minlength=R * Np).reshape(R, Np).astype(PX.dtype)
+            counts = probe_counts(idx, PX.shape[1], PX.dtype)
             probes.append((rows, PX, PT, constants.p[rows], counts))
     neg_eta = constants.neg_eta
     if constants.inv_sqrt is not None:

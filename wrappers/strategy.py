@@ -34,7 +34,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from choicemarket.baselines.msgd import SCHEDULES, msgd_update, probe_rows
+from choicemarket.baselines.msgd import SCHEDULES, msgd_update, probe_counts, probe_rows
 from choicemarket.envs.checks import is_integer, is_real, numeric_array
 from choicemarket.envs.market.spec import MarketSpec
 
@@ -187,10 +187,8 @@ def knob_actions(
     mixing = np.flatnonzero((p > 0) & (held > 0))
     if len(mixing):  # each learner draws its probe batch from its own generator
         b = np.stack([probe_rows(rngs[i], held[i], first.probe_batch_size) for i in mixing])
-        at = mixing[:, None]
-        probes.append(
-            (mixing, obs["probe_covariates"][at, b], obs["probe_targets"][at, b], p[mixing])
-        )
+        PX, PT = obs["probe_covariates"][mixing], obs["probe_targets"][mixing]
+        probes.append((mixing, PX, PT, p[mixing], probe_counts(b, PX.shape[1], PX.dtype)))
     neg_eta = (-first.eta * mult)[:, None, None]
     if first.schedule == "inv_sqrt":
         neg_eta = neg_eta / np.sqrt(obs["step"][:, :1].astype(np.float64) + 1.0)[:, :, None]
