@@ -644,7 +644,7 @@ def _gym_stream(env, choose: Choose, steps: int) -> tuple[str, str]:
                 env.step(bad)
                 return "defect", f"bad action accepted: {bad!r:.80}"
             except Exception as exc:  # noqa: BLE001
-                outcome = classify(exc, {"action"})
+                outcome = classify(exc, {"action", "actions"})
                 if outcome != "clean":
                     return outcome, f"step: {_describe(exc)}"
             if snapshot(env.unwrapped) != before:
