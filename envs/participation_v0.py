@@ -28,6 +28,16 @@ Observation space
       full-population risk when its share is 0);
     - ``share`` (1,): ``share_i = sum_j beta_j alpha_ji``; ``step`` (1,): steps since reset.
 
+    With ``observation="flat"`` one float32 ``Box`` with finite bounds instead: ``[params (d)
+    | share | risk | masses (J) | group_risks (J) | progress]``, parameters clipped to
+    [-10, 10], risks to [0, 100], progress = step / max_steps (the table is in
+    :mod:`choicemarket.envs.participation.observation`).
+
+State
+    ``env.state()`` / ``env.state_space``: every learner's parameters, share, local and
+    full-population risk, the allocations alpha (J x n), the total risk and the progress, as
+    one float32 ``Box`` with finite bounds.
+
 Rewards
     For the action at step t, measured after the sub-populations have responded to it:
     ``"local"``: minus the local risk; ``"global"``: minus the model's full-population risk
@@ -44,7 +54,9 @@ Episode end
 
 Arguments
     Every field of :class:`~choicemarket.envs.participation.config.ParticipationConfig` as
-    a keyword argument, plus ``render_mode`` (``None`` or ``"ansi"``).
+    a keyword argument, plus ``render_mode``: ``None``, ``"ansi"`` (a text table),
+    ``"rgb_array"`` (an image of every learner's share and local risk over the last 200
+    steps) or ``"human"`` (that image in a window; the table without a display).
 """
 
 from __future__ import annotations
@@ -57,24 +69,34 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 
+from .checks import numeric_array
 from .participation.config import ParticipationConfig
 from .participation.core import ParticipationCore
+from .participation.observation import ParticipationFeatures, ParticipationState
+from .render import RENDER_FPS, Renderer, Trace, draw
 
 __all__ = ["env", "parallel_env", "raw_env"]
 
-RENDER_MODES = (None, "ansi")
 SEGMENTED = 0.99  # an allocation above this on one learner counts as segmented
 
 
 class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
     """Participation dynamics as a PettingZoo ``ParallelEnv`` (one market of the core)."""
 
-    metadata = {"name": "participation_v0", "render_modes": ["ansi"], "is_parallelizable": True}
+    metadata = {
+        "name": "participation_v0",
+        "render_modes": ["ansi", "rgb_array", "human"],
+        "render_fps": RENDER_FPS,
+        "is_parallelizable": True,
+    }
 
     def __init__(self, render_mode: str | None = None, **kwargs) -> None:
-        if render_mode not in RENDER_MODES:
-            raise ValueError(f"render_mode must be one of {RENDER_MODES}, got {render_mode!r}")
+        self._renderer = Renderer(
+            render_mode, self._text, self._image, "participation_v0.parallel_env"
+        )
         self.render_mode = render_mode
+        self._trace = Trace()
+        self._figures: dict[str, np.ndarray] = {}
         self.config = ParticipationConfig.from_kwargs(**kwargs)
         self.core = ParticipationCore(self.config, n_markets=1)
         self.market_spec = self.core.spec
@@ -95,6 +117,13 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
                 "step": spaces.Box(0.0, float(self.config.max_steps), (1,), np.float32),
             }
         )
+        n, T = self.config.n_learners, self.config.max_steps
+        self.features: ParticipationFeatures | None = None  # the flat layout, if chosen
+        if self.config.observation == "flat":
+            self.features = ParticipationFeatures(d, J, T)
+            self._observation_space = self.features.space
+        self._state = ParticipationState(d, J, n, T)
+        self.state_space = self._state.space
 
     @property
     def spec_info(self):
@@ -102,7 +131,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         warnings.warn("spec_info is deprecated; use market_spec", DeprecationWarning, stacklevel=2)
         return self.market_spec
 
-    def observation_space(self, agent: str) -> spaces.Dict:
+    def observation_space(self, agent: str) -> spaces.Space:
         self._check_agent(agent)
         return self._observation_space
 
@@ -119,6 +148,8 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         self.core.reset(seed)
         self.agents = list(self.possible_agents)
         m = self._measure()
+        self._trace.clear()
+        self._record()
         return self._observations(m), self._infos(m)
 
     def step(self, actions: dict):
@@ -152,40 +183,46 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         truncations = dict.fromkeys(agents, truncated)
         if truncated:
             self.agents = []
+        self._record()
         return observations, rewards, terminations, truncations, infos
 
     def _measure(self) -> dict[str, np.ndarray]:
         """Per-learner figures of the current state (market 0), computed once per step."""
         s, masses = self.core.state, self.core.population.masses
-        return {
+        self._figures = {
             "weights": s.weights(masses)[0],
             "local": s.local_risk(masses)[0],
             "global": s.global_risk(masses)[0],
             "share": s.share(masses)[0],
             "total": s.total_risk(masses)[0],
         }
+        return self._figures
 
     def _observations(self, m: dict[str, np.ndarray]) -> dict:
         s = self.core.state
         f32 = np.float32
-        params = s.theta[0].astype(f32)
-        weights = m["weights"].astype(f32)
-        group_risks = s.risks[0].T.astype(f32)
-        risk = m["local"].astype(f32)[:, None]
-        share = m["share"].astype(f32)[:, None]
-        step = np.array([s.step], f32)
-        return {
-            a: {
-                "params": params[k],
-                "masses": weights[k],
-                "group_risks": group_risks[k],
-                "risk": risk[k],
-                "share": share[k],
-                "step": step,
-            }
-            for k, a in enumerate(self.possible_agents)
-            if a in self.agents
+        stacked = {
+            "params": s.theta[0],
+            "masses": m["weights"],
+            "group_risks": s.risks[0].T,
+            "risk": m["local"][:, None],
+            "share": m["share"][:, None],
         }
+        present = [(k, a) for k, a in enumerate(self.possible_agents) if a in self.agents]
+        if self.features is not None:
+            flat = self.features.vectors({**stacked, "step": np.full(len(s.theta[0]), s.step)})
+            return {a: flat[k] for k, a in present}
+        stacked = {key: v.astype(f32) for key, v in stacked.items()}
+        step = np.array([s.step], f32)
+        return {a: {**{key: v[k] for key, v in stacked.items()}, "step": step} for k, a in present}
+
+    def state(self) -> np.ndarray:
+        """The global state (``state_space``; see
+        :mod:`choicemarket.envs.participation.observation`): every learner's parameters,
+        share and risks, the allocations, the total risk and the episode's progress."""
+        if self.core.state is None:
+            raise RuntimeError("state() needs a running episode; call reset() first")
+        return self._state.vector(self.core.state, self._figures)
 
     def _infos(self, m: dict[str, np.ndarray]) -> dict:
         local, glob, share = m["local"].tolist(), m["global"].tolist(), m["share"].tolist()
@@ -203,9 +240,35 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             if a in self.agents
         }
 
-    def render(self) -> str | None:
-        if self.render_mode is None:
-            return None
+    def render(self) -> str | np.ndarray | None:
+        """The text table (``"ansi"``), the image (``"rgb_array"``), or None (``"human"``
+        shows it; ``None`` warns); see :mod:`choicemarket.envs.render`."""
+        return self._renderer.render()
+
+    def _record(self) -> None:
+        """Keep this step's shares and local risks for the image; refresh the window."""
+        if not self._renderer.records:
+            return
+        f = self._figures
+        self._trace.add(self.core.state.step, share=f["share"], risk=f["local"])
+        if self.render_mode == "human":
+            self._renderer.render()
+
+    def _image(self) -> np.ndarray:
+        """Shares and local risks over the recent steps."""
+        t, s = self._trace, self.core.state
+        if s is None:
+            return draw("market not reset", [], [("share", np.empty((0, 0)), (0, 1))], [])
+        return draw(
+            f"participation ({self.config.risk}): step {s.step}, total risk "
+            f"{float(self._figures['total']):.4f}",
+            list(t.steps),
+            [("share", t.series("share"), (0.0, 1.0)), ("local risk", t.series("risk"), None)],
+            self.possible_agents,
+        )
+
+    def _text(self) -> str:
+        """The text table of ``"ansi"``."""
         s = self.core.state
         if s is None:
             return "market not reset"
@@ -222,7 +285,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         return "\n".join(lines)
 
     def close(self) -> None:
-        pass
+        self._renderer.close()
 
     @property
     def state_arrays(self):
@@ -236,17 +299,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
 
 
 def _validated(action, d: int, agent: str) -> np.ndarray:
-    try:
-        a = np.asarray(action, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"actions[{agent!r}] must be an array of {d} finite numbers, got {action!r}"
-        ) from None
-    if a.shape != (d,):
-        raise ValueError(f"actions[{agent!r}] must have shape ({d},), got {a.shape}")
-    if not np.isfinite(a).all():
-        raise ValueError(f"actions[{agent!r}] must be finite (no NaN or inf)")
-    return a
+    return numeric_array(action, (d,), f"actions[{agent!r}]")
 
 
 def parallel_env(**kwargs) -> raw_env:

@@ -232,7 +232,11 @@ def test_gymnasium_ids_render_frames_for_record_video(env_id, tmp_path):
         done = term or trunc
     frames = env.render()
     assert len(frames) == 5 and all(f.dtype == np.uint8 and f.shape[2] == 3 for f in frames)
-    pytest.importorskip("moviepy", reason="RecordVideo writes files with moviepy (not installed)")
+    pytest.importorskip(
+        "moviepy",
+        reason="RecordVideo writes the .mp4 with moviepy, which is not installed (moviepy 2.2 "
+        "pins pillow < 12, so no extra brings it in)",
+    )
     video = gym.wrappers.RecordVideo(
         gym.make(env_id, render_mode="rgb_array", **kw), str(tmp_path), disable_logger=True
     )
