@@ -35,7 +35,7 @@ import numpy as np
 from gymnasium import spaces
 
 from choicemarket.baselines.msgd import SCHEDULES, msgd_update, probe_counts, probe_rows
-from choicemarket.envs.checks import is_integer, is_real, numeric_array
+from choicemarket.envs.checks import MAX_MAGNITUDE, is_integer, is_real, numeric_array
 from choicemarket.envs.market.spec import MarketSpec
 
 __all__ = ["StrategyActions", "StrategyKnobs", "knob_actions"]
@@ -68,10 +68,14 @@ class StrategyKnobs:
         p_max: float = 2.0,
     ) -> None:
         l2 = spec.l2 if l2 is None else l2
-        for name, v in (("eta", eta), ("step_range", step_range), ("p_max", p_max)):
-            if not (is_real(v) and v > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
-        if not (is_real(l2) and l2 >= 0):
+        # bounded so that the update eta 2^step_range (g + p h) / (1 + p) stays finite
+        limits = (("eta", eta, MAX_MAGNITUDE), ("step_range", step_range, 64.0))
+        for name, v, high in (*limits, ("p_max", p_max, MAX_MAGNITUDE)):
+            if not (is_real(v) and 0 < v <= high):
+                raise ValueError(
+                    f"{name} must be a finite number > 0 (at most {high:g}), got {v!r}"
+                )
+        if not (is_real(l2) and 0 <= l2 <= MAX_MAGNITUDE):
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..checks import is_real, one_of, unit
+from ..checks import MAX_MAGNITUDE, as_float, is_real, one_of, real_in, unit
 
 if TYPE_CHECKING:
     from .config import MarketConfig
@@ -49,12 +49,15 @@ def check_fields(cfg: MarketConfig) -> None:
     one_of(cfg, "choice_rule", CHOICE_RULES)
     unit(cfg, "preference_weight")
     unit(cfg, "uniform_weight")
-    if not (is_real(cfg.temperature) and cfg.temperature > 0.0):
-        raise ValueError(f"temperature must be a finite number > 0, got {cfg.temperature!r}")
-    if not is_real(cfg.loyalty_bonus):
-        raise ValueError(f"loyalty_bonus must be a finite number, got {cfg.loyalty_bonus!r}")
-    if not (is_real(cfg.mw_rate) and 0.0 < cfg.mw_rate < 1.0):
-        raise ValueError(f"mw_rate must be a number in (0, 1), got {cfg.mw_rate!r}")
+    t = as_float(cfg.temperature)
+    if t is None or not 0.0 < t <= MAX_MAGNITUDE:
+        raise ValueError(
+            f"temperature must be a finite number > 0 (at most {MAX_MAGNITUDE:g}), "
+            f"got {cfg.temperature!r}"
+        )
+    object.__setattr__(cfg, "temperature", t)
+    real_in(cfg, "loyalty_bonus")
+    real_in(cfg, "mw_rate", 0.0, 1.0, open_low=True, open_high=True)
     if cfg.user_types is not None:
         object.__setattr__(cfg, "user_types", _user_types(cfg.user_types))
 
@@ -104,8 +107,10 @@ def _logit_weights(L: np.ndarray, pref: np.ndarray, temperature: float, bonus: f
     z = -L
     if bonus:
         z = z + bonus * (np.arange(L.shape[1])[None, :, None] == pref[:, None, :])
-    z = z / temperature
-    return np.exp(z - z.max(1, keepdims=True))  # the max weight is 1: no overflow
+    # shift by the max before dividing: (z - max) / temperature <= 0 even when z / temperature
+    # would overflow (a tiny temperature), so the largest weight is exactly 1 and none is NaN
+    with np.errstate(over="ignore"):
+        return np.exp((z - z.max(1, keepdims=True)) / temperature)
 
 
 def logit_probabilities(L: np.ndarray, pref: np.ndarray, temperature: float, bonus: float):

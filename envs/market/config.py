@@ -36,7 +36,7 @@ INITS = ("partition_erm", "published", "random", "zeros")
 REWARDS = ("local", "global", "share")
 PROBE_LABELS = ("hard", "soft")
 MAX_BATCH = 10**6  # users_per_step and probe_size
-MEMORY_LIMIT = 4 * 2**30  # bytes of per-step arrays a configuration may need (estimated)
+MEMORY_LIMIT = 8 * 2**30  # bytes of per-step arrays a configuration may need (estimated)
 
 # the component that owns each field: the module that checks it
 GROUPS: dict[str, tuple[str, ...]] = {

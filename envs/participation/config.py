@@ -27,7 +27,7 @@ PARTICIPATION_REWARDS = ("local", "global", "total", "share")
 # Dean et al.'s synthetic example: three sub-populations in the plane
 MAX_GROUPS = 10**5  # sub-populations
 MAX_DIM = 10**4  # parameters of a learner
-MEMORY_LIMIT = 4 * 2**30  # bytes of per-step arrays a configuration may need (estimated)
+MEMORY_LIMIT = 8 * 2**30  # bytes of per-step arrays a configuration may need (estimated)
 DEAN_OPTIMA: tuple[tuple[float, ...], ...] = ((0.0, 1.0), (1.0, 1.0), (0.6, 0.0))
 
 
