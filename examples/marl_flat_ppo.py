@@ -4,14 +4,13 @@ or with RLlib; every learner shares one policy.
     python examples/marl_flat_ppo.py sb3     # the rl extra (stable-baselines3, supersuit)
     python examples/marl_flat_ppo.py rllib   # the rllib extra, in an environment of its own
 
-Prints the spaces, the steps sampled, the wall time of the iteration and the mean episode
+Prints the spaces, the steps sampled and the mean episode
 return (the sum over an episode of a learner's reward, minus its mean loss per step).
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
@@ -43,13 +42,11 @@ def run_sb3(seed: int) -> None:
     venv = VecMonitor(venv)  # episode returns in model.ep_info_buffer
     model = PPO("MlpPolicy", venv, n_steps=MARKET["max_steps"], batch_size=250, n_epochs=5)
     torch.manual_seed(seed)  # SuperSuit's vector env has no seed(): SB3 cannot seed it
-    start = time.perf_counter()
     model.learn(MARKET["max_steps"] * venv.num_envs)
-    seconds = time.perf_counter() - start
     returns = [info["r"] for info in model.ep_info_buffer]
     print(
         f"SuperSuit + SB3 PPO: {venv.num_envs} learner slots (2 markets x 5), "
-        f"{model.num_timesteps} learner-steps in {seconds:.1f} s, "
+        f"{model.num_timesteps} learner-steps, "
         f"mean episode return {np.mean(returns) if returns else float('nan'):.2f} "
         f"over {len(returns)} episodes"
     )
@@ -78,16 +75,14 @@ def run_rllib(seed: int) -> None:
         .debugging(seed=seed)
     )
     algo = config.build_algo()
-    start = time.perf_counter()
     result = algo.train()
-    seconds = time.perf_counter() - start
     runners = result["env_runners"]
     agent_steps = sum(runners["num_agent_steps_sampled_lifetime"].values())
     per_learner = runners["episode_return_mean"] / MARKET["n_learners"]  # RLlib sums agents
     print(
         f"RLlib PPO (default model): {runners['num_env_steps_sampled']} market steps "
-        f"({agent_steps:.0f} learner-steps) "
-        f"in {seconds:.1f} s, mean episode return {per_learner:.2f} per learner over "
+        f"({agent_steps:.0f} learner-steps), "
+        f"mean episode return {per_learner:.2f} per learner over "
         f"{runners['num_episodes']} episodes"
     )
     algo.stop()
