@@ -406,10 +406,10 @@ def act_arrays(
     steps: Sequence[float],
     active: np.ndarray | None = None,
     constants: Plan | None = None,
+    own: np.ndarray | None = None,
 ) -> np.ndarray:
     """Actions (K, A) from arrays: ``theta`` (K, o, d), users ``X`` (K, B, d), ``T`` (K, B, t),
     ``mask`` (K, B), row k's probe set ``probe_X[k]`` (N_probe, d), ``probe_T[k]``,
-    own: np.ndarray | None = None,
     ``probe_mask[k]`` and step ``steps[k]``. This is the MSGD/MSGD-P math without the
     observation dicts; K may span many markets. ``active`` (n,) or (K, n) bool marks the
     learners present when learners enter and leave: probe requests then name only active

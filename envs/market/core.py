@@ -131,11 +131,11 @@ class MarketCore:
         B = config.users_per_step
         self._market_offset = np.arange(n_markets)[:, None] * n
         self._market_index, self._user_index = np.indices((n_markets, B))
-        self._no_queries = np.zeros((n_markets, n), np.int64)
-        self._no_queries.flags.writeable = False
         self._flat_user = np.arange(n_markets * B).reshape(n_markets, B)  # m B + b
         self._hard = False  # 0/1 targets under the logistic loss: choice by margin
         self._learners = np.arange(slot_count(config))[:, None]
+        self._no_queries = np.zeros((n_markets, n), np.int64)
+        self._no_queries.flags.writeable = False
 
     @property
     def rng(self) -> np.random.Generator:
@@ -203,10 +203,10 @@ class MarketCore:
             probe_version=0,
         )
         self.active, self.loyalty = None, pop.pref
+        self._hard = spec.family.name == "logistic" and bool(np.isin(pop.T_train, (0, 1)).all())
         for c in self.components:
             c.reset(self)
         self.choice_rule.reset(self)
-        self._hard = spec.family.name == "logistic" and bool(np.isin(pop.T_train, (0, 1)).all())
         self._arrive()
         self.evaluate()
         return self.state
@@ -330,10 +330,6 @@ class MarketCore:
             c.evaluate(self)
         s.eval_step = s.step
 
-    def padded_users(self, dtype=np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Each learner's view of the current batch: its own users at their batch positions,
-        zeros in the other positions.
-
     def user_gradients(self) -> np.ndarray:
         """(M, n, o, d): each learner's mean loss gradient over the users who chose it in the
         current batch (zero if none), ``g_k = sum_{b: choice_b = k} dl/dz_b x_b^T / |U_k|``,
@@ -342,6 +338,10 @@ class MarketCore:
         W = (s.choice[:, None, :] == self._learners).astype(s.batch_X.dtype)
         family = self.spec.family
         return weighted_mean_gradient(family, s.served_logits, s.batch_T, s.batch_X, W, s.counts)
+
+    def padded_users(self, dtype=np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each learner's view of the current batch: its own users at their batch positions,
+        zeros in the other positions.
 
         Returns covariates (M, n, B, d), targets (M, n, B, t) and mask (M, n, B) with
         ``mask[m, k, b] = 1`` iff user b of market m chose learner k.
