@@ -7,7 +7,7 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import choicemarket  # noqa: F401  (registers the ids)
-from choicemarket.baselines import MSGDP
+from choicemarket.baselines import MSGDP, NoUpdate
 from choicemarket.registration import GYM_IDS
 from choicemarket.wrappers.vector_env import PlatformVectorEnv
 
@@ -20,6 +20,9 @@ VARIANTS = {
     ),
     "msgdp": dict(opponents=lambda spec, k: MSGDP(spec, k, p=0.5, probe_every=3)),
     "population-per-seed": dict(population_seed=None),
+    "other-policies": dict(  # a policy acting on observation dicts, beside MSGD-P
+        opponents=lambda spec, k: NoUpdate(spec) if k == 0 else MSGDP(spec, k, p=0.3)
+    ),
 }
 
 
