@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .runner import atomic_write, mean_se
-from .sweep import load_runs
+from .sweep import inside, load_runs
 
 LABELS = {
     "global_accuracy": "test accuracy",
@@ -267,10 +267,13 @@ def plot_results(
         raise ValueError(f"{results} holds no finished runs yet")
     out = Path(out) if out is not None else Path(results)
     metric = check_metric(runs, metric) if metric else default_metric(meta, runs)
-    name = stem or meta.get("name", "results")
+    name = str(stem or meta.get("name", "results"))
+    # a results folder may come from elsewhere: its name must not lead out of ``out``
+    final_path = inside(out, out / f"{name}_final.png")
+    trajectories_path = inside(out, out / f"{name}_trajectories.png")
     paths = []
-    final = plot_final(meta, runs, metric, out / f"{name}_final.png")
+    final = plot_final(meta, runs, metric, final_path)
     if final is not None:
         paths.append(final)
-    paths.append(plot_trajectories(meta, runs, metric, out / f"{name}_trajectories.png"))
+    paths.append(plot_trajectories(meta, runs, metric, trajectories_path))
     return paths

@@ -212,6 +212,10 @@ def run_sweep(
         skipped = [r.run_id for r in runs if r not in todo]
         snap = exp.output.get("snapshot_every")
         _check_space(out, todo)
+        if todo:  # the longest run file name can be written here (before any computing)
+            check = runs_dir / f".{max((r.run_id for r in todo), key=len)}.json.check"
+            _write(out, check, "")
+            check.unlink()
         chunks = plan_chunks(todo, workers, max_batch)
         steps = {id(r): r.market.get("max_steps", MarketConfig().max_steps) for r in todo}
         bar = None
@@ -455,14 +459,20 @@ def results_folders(path: str | os.PathLike) -> list[Path]:
 
 
 def load_runs(out: str | os.PathLike) -> tuple[dict, list[dict]]:
-    """(the sweep's config dict, the finished runs) of a results folder.
+    """(the sweep's config dict, the finished runs) of a results folder (or of a folder above
+    it holding one setting's results only, as ``results/NAME`` after one ``run``).
 
     A run file that is truncated or incomplete, or holds other settings than ``sweep.json``,
     is skipped with a :class:`SkippedRunWarning` naming it (``choicemarket run`` redoes it)."""
     out = Path(out)
+    folders = results_folders(out)
+    if len(folders) > 1:
+        raise ValueError(
+            f"{out} holds the results of {len(folders)} settings "
+            f"({', '.join(f.name for f in folders)}); name one of them"
+        )
+    out = folders[0]
     meta_path = out / "sweep.json"
-    if not meta_path.is_file():
-        raise ValueError(f"{out} is not a results folder of `choicemarket run` (no sweep.json)")
     try:
         meta = json.loads(meta_path.read_text())
         if not isinstance(meta, dict):

@@ -151,7 +151,7 @@ def test_full_disk_stops_at_the_first_failed_write(tmp_path, monkeypatch, capsys
         return real_chunk(*args, **kwargs)
 
     def full_for_runs(path, content):
-        if Path(path).parent.name == "runs":
+        if Path(path).parent.name == "runs" and not Path(path).name.startswith("."):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_write(path, content)
 
@@ -172,6 +172,16 @@ def test_full_disk_stops_at_the_first_failed_write(tmp_path, monkeypatch, capsys
     assert main([*argv, "--no-progress", "--out", str(tmp_path / "res2")]) == 1
     assert "No space left" in _one_line_error(capsys.readouterr().err)
     assert calls == []  # nothing computed: sweep.json is written first
+
+    def names_too_long(path, content):
+        if Path(path).parent.name == "runs":
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
+        return real_write(path, content)
+
+    monkeypatch.setattr(sweep, "atomic_write", names_too_long)
+    assert main([*argv, "--no-progress", "--out", str(tmp_path / "res3")]) == 1
+    assert "File name too long" in _one_line_error(capsys.readouterr().err)
+    assert calls == []  # a run file name that cannot be written is found before computing
 
 
 def test_too_little_free_space_is_refused_before_computing(tmp_path, monkeypatch, capsys):
@@ -425,3 +435,25 @@ def test_report_without_out_writes_beside_the_results(tmp_path, monkeypatch, cap
         tmp_path / "res" / "tiny_final.png"
     ).exists()
     assert list(cwd.iterdir()) == []
+
+
+def test_load_runs_takes_a_name_folder_of_one_setting_and_refuses_several(tmp_path):
+    exp = parse_experiment(TINY)
+    run_sweep(exp, results_dir(exp, tmp_path), progress=False)
+    assert len(load_runs(tmp_path / "tiny")[1]) == 4
+    other = parse_experiment(TINY, overrides=[("seeds", [5])])
+    run_sweep(other, results_dir(other, tmp_path), progress=False)
+    with pytest.raises(ValueError, match="results of 2 settings") as info:
+        load_runs(tmp_path / "tiny")
+    for e in (exp, other):
+        assert e.settings_hash in str(info.value)
+
+
+def test_plot_of_a_downloaded_results_folder_stays_in_its_folder(tmp_path, capsys):
+    folder = tmp_path / "down" / "res"
+    run_sweep(parse_experiment(TINY), folder, progress=False)
+    meta = json.loads((folder / "sweep.json").read_text())
+    (folder / "sweep.json").write_text(json.dumps({**meta, "name": "../../escaped"}))
+    assert main(["plot", str(folder)]) == 2
+    assert "outside" in _one_line_error(capsys.readouterr().err)
+    assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob("**/*escaped*"))
