@@ -247,3 +247,22 @@ def test_gymnasium_ids_render_frames_for_record_video(env_id, tmp_path):
         done = term or trunc
     video.close()
     assert list(tmp_path.glob("*.mp4"))
+
+
+def test_human_render_with_a_display_draws_the_image_in_one_window(monkeypatch):
+    """With an interactive backend the image goes to one matplotlib window, refreshed at every
+    step (the backend is faked here: the test machine has no display)."""
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(plt, "get_backend", lambda: "TkAgg")
+    monkeypatch.setattr(plt, "pause", lambda interval: None)
+    env = market_v0.parallel_env(render_mode="human", **MARKET)
+    assert env.render() is None  # before reset: the "market not reset" image
+    env.reset(seed=0)
+    env.step(random_actions(env, None))
+    window = env._renderer._figure
+    assert window is not None and plt.fignum_exists(window.number)
+    shown = window.axes[0].images[0].get_array()
+    assert shown.shape == env._image().shape
+    env.close()
+    assert not plt.fignum_exists(window.number)
