@@ -44,10 +44,11 @@ print(json.dumps({"wall": wall, "cpu": cpu, "ref": ref, "sklearn": "sklearn" in 
 """
 
 
-def build(cache: str, refloop: Path) -> dict:
-    """One fresh-process build with ``CHOICEMARKET_CACHE_DIR=cache``."""
+def build(cache: str, refloop: Path | None) -> dict:
+    """One fresh-process build with ``CHOICEMARKET_CACHE_DIR=cache`` (and the reference loop
+    timed after it when ``refloop`` is there)."""
     env = {**os.environ, "CHOICEMARKET_CACHE_DIR": cache}
-    arg = str(refloop) if refloop.exists() else ""
+    arg = str(refloop) if refloop is not None and refloop.exists() else ""
     out = subprocess.run(
         [sys.executable, "-c", CHILD, arg], env=env, capture_output=True, text=True, check=True
     )
@@ -63,7 +64,7 @@ def main() -> None:
     rows: dict[str, list[dict]] = {"off": [], "cold": [], "warm": []}
     with tempfile.TemporaryDirectory() as tmp:
         warm = str(Path(tmp) / "warm")
-        build(warm, Path(""))  # fill the warm cache once
+        build(warm, None)  # fill the warm cache once
         for i in range(args.repeats):  # interleaved, so that load changes hit every mode
             rows["off"].append(build("off", args.refloop))
             rows["cold"].append(build(str(Path(tmp) / f"cold{i}"), args.refloop))

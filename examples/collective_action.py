@@ -5,12 +5,18 @@ people) switched on; target label y* = 1 (income above the threshold). Members p
 ``(g(x), 1)``; success is the fraction of held-out (non-member) people x whose g(x) a
 learner labels 1. Learners run MSGD (eta = 0.05).
 
-1. One learner: success vs the collective's size alpha, beside the critical mass alpha*
-   (success 0.9) that the first-order condition of the logistic risk predicts
-   (:func:`critical_mass_logistic`).
+1. One learner: measured success vs the collective's size alpha (0 to 0.3), beside two
+   different predictions, each for its own learner:
+   - the paper's bound: Hardt et al.'s planting result for a Bayes-optimal learner,
+     ``S >= 1 - ((1 - alpha) / alpha) Delta xi`` (as restated by Gauthier et al., ICML 2025),
+     with xi (the share of people who already carry the signal) counted and Delta (the largest
+     ``max_y P0(y|x) - P0(y*|x)`` over them) from a logistic regression with an intercept
+     (and, for comparison, from 50 nearest neighbours);
+   - our estimate (no theorem): the first-order balance of the logistic risk along the
+     signal direction (:func:`first_order_success`, :func:`critical_mass_logistic`).
 2. Five learners (k-means preferences, tau = 0.7): success at learner k when members choose as
-   usual vs when every member goes to learner k, beside the predicted critical mass of the
-   concentrated collective.
+   usual vs when every member goes to learner k, beside our estimate of the critical mass of
+   the concentrated collective.
 3. The same market with learner 2 probing learner k (MSGD-P, market leader k, p = 1,
    online every 50 steps): learner 2's success with and without probing.
 
@@ -24,11 +30,17 @@ import argparse
 import numpy as np
 
 from choicemarket.baselines import MSGD, MSGDP, FixedCollective, act_all
-from choicemarket.envs.market.collective import critical_mass_logistic
+from choicemarket.envs.market.collective import success
+from choicemarket.envs.market.collective_theory import (
+    critical_mass_logistic,
+    estimate_planting_bound,
+    first_order_success,
+)
 from choicemarket.envs.market_v0 import raw_env
 
 FEATURE, ETA = 14, 0.05
 ALPHAS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+ALPHAS_ONE = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3)
 
 
 def signal_value() -> float:
@@ -47,7 +59,21 @@ def run(
     value: float,
     prober: MSGDP | None = None,
 ) -> list[float]:
-    """Each learner's planting success at the end of one episode."""
+    """Each learner's planting success at the end of one episode (alpha = 0: no collective,
+    success measured the same way on the held-out people)."""
+    if alpha == 0:
+        env = raw_env(dataset="acs-income", n_learners=n, max_steps=steps, eval_every=steps)
+        policies = {a: MSGD(env.market_spec, eta=ETA) for a in env.possible_agents}
+        obs, _ = env.reset(seed=seed)
+        for k, pol in enumerate(policies.values()):
+            pol.reset(seed * 100 + k)
+        while env.agents:
+            obs, *_ = env.step(act_all(policies, obs))
+        pop = env.population
+        G = pop.X_test.copy()
+        G[:, FEATURE] = value
+        planted, _ = success(pop.family, env.core.state.theta, pop.X_test, G, np.array([1]))
+        return planted[0].tolist()
     env = raw_env(
         dataset="acs-income",
         n_learners=n,
@@ -102,21 +128,31 @@ def main() -> None:
 
     env = raw_env(dataset="acs-income", n_learners=1)
     env.reset(seed=0)
-    pop = env.population
-    alpha_star = critical_mass_logistic(
-        pop.X_train, pop.baseline_theta, pop.X_test, [FEATURE], [value], 1, 0.1, env.config.l2
+    pop, l2 = env.population, env.config.l2
+    theory = (pop.X_train, pop.baseline_theta, pop.X_test, [FEATURE], [value], 1)
+    alpha_star = critical_mass_logistic(*theory, 0.1, l2)
+    y = pop.T_train[:, 0].astype(np.int64)
+    bound = estimate_planting_bound(pop.X_train, y, [FEATURE], [value], 1, 2, "logistic")
+    knn = estimate_planting_bound(pop.X_train, y, [FEATURE], [value], 1, 2, "knn", k=50)
+    print(f"signal: column {FEATURE} set to {value:.3f}; y* = 1")
+    print("1. one learner")
+    print(
+        f"paper's bound (Bayes-optimal learner): xi = {bound.xi:.4f} ({bound.n_carriers} "
+        f"carriers),\n  Delta = {bound.delta:.4f} (logistic regression with intercept; "
+        f"50 nearest neighbours: {knn.delta:.4f}),\n  vacuous up to alpha = "
+        f"{bound.vacuous_below:.4f}, success 0.9 guaranteed from alpha = {bound.mass(0.9):.4f}"
     )
-    natural = float(np.mean(pop.X_train[:, FEATURE] == value))
-    print(f"signal: column {FEATURE} set to {value:.3f} (natural frequency {natural:.4f}); y* = 1")
-    print(f"1. one learner; predicted critical mass for success 0.9: alpha* = {alpha_star:.4f}")
-    print(f"{'alpha':>8}{'success':>10}")
-    for alpha in sorted((*ALPHAS, alpha_star)):
+    print(f"our estimate (logistic first-order balance): success 0.9 at alpha* = {alpha_star:.4f}")
+    alphas = sorted((*ALPHAS_ONE, alpha_star))
+    ours = first_order_success(alphas, *theory, l2)
+    print(f"{'alpha':>8}{'measured':>10}{'bound':>8}{'ours':>8}")
+    for alpha, est in zip(alphas, ours):
         s = mean_over(seeds, lambda sd, a=alpha: run(a, 1, None, sd, steps, value)[0])
-        print(f"{alpha:>8.4f}{s:>10.3f}")
+        print(f"{alpha:>8.4f}{s:>10.3f}{float(bound.success(alpha)):>8.3f}{est:>8.3f}")
 
     alpha_c = concentrated_critical_mass(k, steps, value)
     print(f"\n2. five learners; success at learner {k}")
-    print(f"predicted critical mass when every member goes to learner {k}: {alpha_c:.4f}")
+    print(f"our estimate of the critical mass when every member goes to learner {k}: {alpha_c:.4f}")
     print(f"{'alpha':>8}{'as usual':>10}{f'all to {k}':>10}")
     for alpha in ALPHAS:
         usual = mean_over(seeds, lambda sd, a=alpha: run(a, 5, None, sd, steps, value)[k])
