@@ -140,7 +140,8 @@ def _run_command(args: argparse.Namespace) -> int:
     given = [option_name(d) for d in CONFIG_ONLY if hasattr(args, d)]
     if given:
         raise ValueError(
-            f"{', '.join(given)} apply only to `run CONFIG` (a config sweep); without a config "
+            f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to `run CONFIG` "
+            "(a config sweep); without a config "
             "`run` is one simulation"
         )
     for dest, default in _RUN_DEFAULTS.items():

@@ -37,7 +37,8 @@ def add_run_config_arguments(run: argparse.ArgumentParser) -> None:
         nargs="?",
         default=None,
         help="an experiment config (YAML path or shipped name, e.g. expt2-census); without it "
-        "the options below describe one simulation",
+        "the options below describe one simulation, with it those given set the config's fields "
+        "(--steps: max_steps, --tau: preference_weight, --prober K: probers [K], ...)",
     )
     run.add_argument(
         "--workers",
@@ -46,7 +47,10 @@ def add_run_config_arguments(run: argparse.ArgumentParser) -> None:
         help="with CONFIG: processes (or Ray tasks at once); default: CPUs, at most 8",
     )
     run.add_argument(
-        "--backend", default=argparse.SUPPRESS, choices=["process", "ray"], help="with CONFIG"
+        "--backend",
+        default=argparse.SUPPRESS,
+        choices=["process", "ray"],
+        help="with CONFIG (default: process)",
     )
     run.add_argument(
         "--real",
