@@ -4,6 +4,9 @@
 - :class:`StrategyActions` / :class:`StrategyKnobs`: four interpretable knobs (step size,
   probing weight, probe now, whom to probe) turned into MSGD-P updates.
 - :class:`FlatObservation` / :class:`ObservationFeatures`: a compact float32 vector.
+- :class:`PlatformVectorEnv` (module ``vector_env``): the single-learner views of M markets as
+  one Gymnasium ``VectorEnv`` stepping every market in one core call
+  (``gymnasium.make_vec(id, num_envs=M)``).
 - ``MarketVecEnv`` / ``shared_policy_vec_env`` (module ``vec_env``): every learner of one or
   more markets as one Stable-Baselines3 ``VecEnv`` for a shared policy. Imported lazily: it
   needs the ``rl`` extra (stable-baselines3), which this package never imports on its own.
@@ -17,11 +20,13 @@ from .factories import platform_env, platform_flat_env, platform_strategy_env
 from .flat_observation import FlatObservation, ObservationFeatures
 from .single_learner import SingleLearner
 from .strategy import StrategyActions, StrategyKnobs
+from .vector_env import PlatformVectorEnv
 
 __all__ = [
     "FlatObservation",
     "MarketVecEnv",
     "ObservationFeatures",
+    "PlatformVectorEnv",
     "SingleLearner",
     "StrategyActions",
     "StrategyKnobs",
