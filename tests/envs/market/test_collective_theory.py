@@ -101,3 +101,26 @@ def test_critical_mass_keeps_its_home_and_value():
     ratio = h * beta / (4.0 * np.mean(1 / (1 + np.exp(z0 + beta * 4.0))))
     got = critical_mass_logistic(X, theta0, X_eval, [2], [2.0], 1, 0.1, 1e-4)
     np.testing.assert_allclose(got, ratio / (1 + ratio), rtol=1e-12)
+
+
+def test_census_flag_bound_and_estimate():
+    """The rare census flag (column 14): the paper's bound needs alpha ~ 0.24 for success 0.9,
+    our first-order estimate ~ 0.044, and the unmodified learner already labels about half of
+    the signalled people y* = 1."""
+    from choicemarket.envs.market_v0 import raw_env
+
+    env = raw_env(dataset="acs-income", n_learners=1)
+    env.reset(seed=0)
+    pop = env.population
+    values, counts = np.unique(pop.X_train[:, 14], return_counts=True)
+    v = float(values[counts.argmin()])
+    y = pop.T_train[:, 0].astype(int)
+    bound = estimate_planting_bound(pop.X_train, y, [14], [v], 1, 2, "logistic")
+    assert bound.xi == pytest.approx(0.0322, abs=5e-4)
+    assert bound.delta > 0.99
+    assert bound.mass(0.9) == pytest.approx(0.243, abs=2e-3)
+    args = (pop.X_train, pop.baseline_theta, pop.X_test, [14], [v], 1)
+    alpha_star = critical_mass_logistic(*args, 0.1, env.config.l2)
+    assert alpha_star == pytest.approx(0.0441, abs=1e-3)
+    at_zero = first_order_success(0.0, *args, env.config.l2)[0]
+    assert 0.4 < at_zero < 0.55
