@@ -89,17 +89,16 @@ def test_results_folder_linked_outside_is_refused(tmp_path):
 
 
 def test_yaml_aliases_are_rejected_before_they_expand(tmp_path, capsys):
-    """Nested aliases grow exponentially when the resolved config is copied or written; a
-    small one here (10^5 items), the real bomb is a few more levels."""
-    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
-    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 5)]
-    text = yaml.safe_dump(TINY) + "real_data:\n  " + "\n  ".join(levels) + "\n"
+    """Nested aliases grow exponentially once the config is copied or written (the title is
+    not validated: it is only turned into text); a small one here, 10^5 items, the real bomb
+    is a few levels more."""
+    levels = ["- &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"- &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 5)]
+    text = yaml.safe_dump(TINY) + "title:\n  " + "\n  ".join(levels) + "\n"
     config = _config(tmp_path, text)
-    start = time.perf_counter()
     assert main(["run", str(config), "--out", str(tmp_path / "res"), "--no-progress"]) == 2
     line = _one_line_error(capsys.readouterr().err)
-    assert "anchors and aliases" in line and str(config) in line
-    assert time.perf_counter() - start < 30
+    assert "anchors and aliases" in line and str(config) in line and "line " in line
     assert not (tmp_path / "res").exists()
 
 
