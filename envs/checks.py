@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 MAX_MAGNITUDE = 1e6  # the largest |value| of a scale field (update bounds, noise, costs, ...)
-MAX_LEARNERS = 1024  # learners (slots) of one market
+MAX_LEARNERS = 256  # learners (slots) of one market (a reset fits k-means and one ERM per learner)
 MAX_COUNT = 10**9  # the largest value of a count field (steps, patience, group sizes, ...)
 MAX_PARAM = 1e6  # learners' parameters are kept within [-MAX_PARAM, MAX_PARAM] per coordinate
 LOSS_LIMIT = 1e30  # the largest loss a dataset may allow with parameters within MAX_PARAM

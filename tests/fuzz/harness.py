@@ -59,7 +59,7 @@ NAN_INFOS = {
 COMMON_BAD = [None, "x", NAN, INF, -INF, HUGE_INT, -HUGE_INT, [1, 2], np.array([1.0]), True]
 
 MARKET_FIELDS: dict[str, list] = {
-    "n_learners": [1, 2, 3, np.int64(2), 0, -1, 2.5, 10**6, 2**63, 1025],
+    "n_learners": [1, 2, 3, np.int64(2), 0, -1, 2.5, 10**6, 2**63, 257],
     "users_per_step": [1, 7, 64, np.int32(5), 0, 1e3, 10**8],
     "max_steps": [1, 3, 10**9, 0, 10**10],
     "max_update": [1e-300, 1e-3, 1.0, 1e6, Fraction(1, 3), np.float32(2.0), 0, -1, 1e7, 1e308],
@@ -112,7 +112,7 @@ MARKET_FIELDS: dict[str, list] = {
     "probe_noise": [0.0, 0.5, 1.0, 1.5],
     "outside_threshold": [None, 0.0, 0.5, 1e6, 1e308, -1.0],
     "return_rate": [0.0, 1e-9, 0.5, 1.0, 1e-19, 1e-300],
-    "max_learners": [None, 4, 6, 1024, 1e30, 10**7, 0],
+    "max_learners": [None, 4, 6, 256, 257, 1e30, 10**7, 0],
     "entries": [
         (),
         ((1, "fresh", None),),
@@ -168,7 +168,7 @@ DATASETS: dict[str, list[dict]] = {
 ALIASES = {"dataset_options": ("dataset",), "max_learners": ("entries",)}
 
 PARTICIPATION_FIELDS: dict[str, list] = {
-    "n_learners": [1, 2, 5, 0, 2**63, 1025],
+    "n_learners": [1, 2, 5, 0, 2**63, 257],
     "risk": ["quadratic", "least_squares", "x"],
     "optima": [
         ((0.0, 1.0), (1.0, 1.0), (0.6, 0.0)),
