@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 import time
 import warnings
@@ -174,6 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"choicemarket: error: {exc}", file=sys.stderr)
             return 2
+        except BrokenPipeError:  # the reader of the output went away (`| head`)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
         except OSError as exc:
             print(f"choicemarket: error: {_os_error(exc)}", file=sys.stderr)
             return 1
