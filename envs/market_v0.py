@@ -426,14 +426,11 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             return draw("market not reset", [], [("share", np.empty((0, 0)), (0, 1))], [])
         learners = [a for a in self.possible_agents if a in self._index]
         t, s = self._trace, self.core.state
-        quality = ("test accuracy", (0.0, 1.0)) if self._classification else ("test loss", None)
+        label, ylim = ("test accuracy", (0.0, 1.0)) if self._classification else ("test loss", None)
         return draw(
             f"{self.config.dataset}: step {s.step} (test figures from step {s.eval_step})",
             list(t.steps),
-            [
-                ("share", t.series("share"), (0.0, 1.0)),
-                (*quality[:1], t.series("quality"), quality[1]),
-            ],
+            [("share", t.series("share"), (0.0, 1.0)), (label, t.series("quality"), ylim)],
             learners,
         )
 

@@ -194,7 +194,15 @@ def test_flat_entries_are_clipped_into_finite_bounds():
 # ------------------------------------------------------------------ rendering
 
 
-@pytest.mark.parametrize("module, kw", [(market_v0, MARKET), (participation_v0, PARTICIPATION)])
+@pytest.mark.parametrize(
+    "module, kw",
+    [
+        (market_v0, MARKET),
+        (market_v0, dict(MARKET, **VARIANTS["regression"])),
+        (participation_v0, PARTICIPATION),
+    ],
+    ids=["market", "regression", "participation"],
+)
 def test_rgb_array_and_human_render(module, kw, capsys):
     env = module.parallel_env(render_mode="rgb_array", **kw)
     assert env.metadata["render_fps"] > 0
