@@ -373,6 +373,7 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
     """Cancel what is queued and terminate the workers (``shutdown`` alone waits for the
     chunks being computed)."""
+    # the executor offers no public way to end running workers: take them from its table
     procs = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in procs:
