@@ -60,7 +60,7 @@ def _one_line_error(err: str) -> str:
 # config names and written paths
 
 
-@pytest.mark.parametrize("name", ["../../x", "/tmp/x", "a/b", ".hidden", "", "x" * 65])
+@pytest.mark.parametrize("name", ["../../x", "/abs/x", "a/b", ".hidden", "", "x" * 65])
 def test_config_name_must_be_a_plain_folder_name(name):
     with pytest.raises(ValueError, match="config name .* plain folder name"):
         parse_experiment({**TINY, "name": name})
