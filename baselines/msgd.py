@@ -318,17 +318,16 @@ class Plan:
     batch: np.ndarray  # (K,) probe batch sizes b_p (0 for MSGD)
     schedules: tuple[tuple[int, int, bool], ...]  # per prober: row, probe_every (0: once),
     # and whether its requests follow MSGDP.probe_request's schedule
-    schedule_arrays: tuple[np.ndarray, np.ndarray, np.ndarray]  # the same, as three arrays
 
     def requests_due(self, steps: Sequence[float]) -> list[int]:
         """The probers that may request a probe at ``steps``: those on MSGD-P's schedule at
         the first step or a multiple of ``probe_every``, and every prober with its own rule."""
-        if not self.schedules:
-            return []
-        rows, every, scheduled = self.schedule_arrays
-        t = np.asarray(steps)[rows].astype(np.int64)
-        due = ~scheduled | (t == 0) | ((every > 0) & (t % np.maximum(every, 1) == 0))
-        return rows[due].tolist()
+        due = []
+        for i, every, scheduled in self.schedules:
+            t = int(steps[i])
+            if not scheduled or t == 0 or (every and t % every == 0):
+                due.append(i)
+        return due
 
 
 def plan(policies: Sequence[MSGD]) -> Plan:
@@ -352,8 +351,6 @@ def plan(policies: Sequence[MSGD]) -> Plan:
 @functools.lru_cache(maxsize=64)
 def _plan(hyper: tuple[tuple], layout) -> Plan:
     eta, l2, schedule, p, batch, every, scheduled = zip(*hyper)
-    schedules = tuple((i, every[i], scheduled[i]) for i, w in enumerate(p) if w > 0)
-    kinds = (np.intp, np.int64, bool)
     inv = np.array([s == "inv_sqrt" for s in schedule])
     off = np.tile(layout.build(), (len(hyper), 1))
     off.flags.writeable = False
@@ -365,10 +362,7 @@ def _plan(hyper: tuple[tuple], layout) -> Plan:
         off=off,
         p=np.array(p, np.float64),
         batch=np.array(batch, np.intp),
-        schedules=schedules,
-        schedule_arrays=tuple(
-            np.array([row[j] for row in schedules], dtype) for j, dtype in enumerate(kinds)
-        ),
+        schedules=tuple((i, every[i], scheduled[i]) for i, w in enumerate(p) if w > 0),
     )
 
 
