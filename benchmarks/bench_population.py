@@ -6,7 +6,8 @@ split, k-means preferences, partition ERMs) and then times the reference-style l
 (``../shared/bench/refloop.py`` beside the repository) in the same process. Prints the median
 wall and CPU seconds of the build (imports included) and the build time in reference-loop
 steps (seconds x the loop's steps per second), which holds on a loaded machine where seconds
-do not.
+do not. The children run with ``--threads`` BLAS/OpenMP threads (default 1, as sweep workers
+run; 0: the libraries' default).
 
     python benchmarks/bench_population.py --repeats 5
 """
@@ -44,10 +45,15 @@ print(json.dumps({"wall": wall, "cpu": cpu, "ref": ref, "sklearn": "sklearn" in 
 """
 
 
-def build(cache: str, refloop: Path | None) -> dict:
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def build(cache: str, refloop: Path | None, threads: int = 1) -> dict:
     """One fresh-process build with ``CHOICEMARKET_CACHE_DIR=cache`` (and the reference loop
     timed after it when ``refloop`` is there)."""
     env = {**os.environ, "CHOICEMARKET_CACHE_DIR": cache}
+    if threads:
+        env.update({name: str(threads) for name in THREAD_VARS})
     arg = str(refloop) if refloop is not None and refloop.exists() else ""
     out = subprocess.run(
         [sys.executable, "-c", CHILD, arg], env=env, capture_output=True, text=True, check=True
@@ -59,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--refloop", type=Path, default=REFLOOP)
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads (0: default)")
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores; load average before: {os.getloadavg()[0]:.1f}")
     rows: dict[str, list[dict]] = {"off": [], "cold": [], "warm": []}
@@ -66,9 +73,9 @@ def main() -> None:
         warm = str(Path(tmp) / "warm")
         build(warm, None)  # fill the warm cache once
         for i in range(args.repeats):  # interleaved, so that load changes hit every mode
-            rows["off"].append(build("off", args.refloop))
-            rows["cold"].append(build(str(Path(tmp) / f"cold{i}"), args.refloop))
-            rows["warm"].append(build(warm, args.refloop))
+            rows["off"].append(build("off", args.refloop, args.threads))
+            rows["cold"].append(build(str(Path(tmp) / f"cold{i}"), args.refloop, args.threads))
+            rows["warm"].append(build(warm, args.refloop, args.threads))
     print(f"{'cache':<6}{'wall s':>9}{'CPU s':>8}{'ref-loop steps':>16}{'sklearn imported':>18}")
     for mode, rs in rows.items():
         wall = float(np.median([r["wall"] for r in rs]))
