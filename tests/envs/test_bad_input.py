@@ -357,3 +357,240 @@ def test_market_spec_has_a_clear_name():
     assert env.market_spec.n_learners == 2
     with pytest.warns(DeprecationWarning, match="market_spec"):
         assert env.spec_info is env.market_spec
+
+
+# ------------------------------------------------------------------ hardening
+HUGE = 10**400  # a Python int too large for a float
+
+
+def _participation(**kwargs):
+    from choicemarket.envs.participation_v0 import parallel_env as participation_env
+
+    return participation_env(**kwargs)
+
+
+def _gym(env_id: str, **kwargs):
+    import gymnasium
+
+    import choicemarket  # noqa: F401  (registers the ids)
+
+    return gymnasium.make(f"choicemarket:choicemarket/{env_id}", **kwargs)
+
+
+COLLECTIVE_MARKET = dict(FAST, collective_fraction=0.3, collective_signal=[(0, 1.0)])
+
+
+def test_huge_integer_actions_are_clean_errors():
+    """A Python int beyond float range in any action raises ValueError naming it (it was an
+    OverflowError from numpy's conversion)."""
+    env = parallel_env(**COLLECTIVE_MARKET)
+    env.reset(seed=0)
+    size = env.action_layout.size
+    actions = {a: env.action_layout.build() for a in env.agents if a != "collective"}
+    actions["collective"] = [0, 0, 1]
+    for agent, bad in (("learner_1", [HUGE] * size), ("collective", [HUGE, 0, 0])):
+        with pytest.raises(ValueError, match=re.escape(f"actions[{agent!r}]")):
+            env.step({**actions, agent: bad})
+    part = _participation()
+    part.reset(seed=0)
+    with pytest.raises(ValueError, match=re.escape("actions['learner_0']")):
+        part.step({a: [HUGE, 0.0] for a in part.agents})
+    knobs = _gym("PlatformStrategy-v0", **FAST)
+    knobs.reset(seed=0)
+    with pytest.raises(ValueError, match="action"):
+        knobs.step([HUGE] * 4)
+
+
+def _snapshot(env):
+    from ..fuzz.harness import first_difference, snapshot
+
+    return snapshot(env), first_difference
+
+
+def test_rejected_step_changes_nothing_with_every_agent_kind():
+    """A valid collective action beside a NaN learner action (and the reverse) is refused
+    before anything changes: parameters, generators, the collective's strategy, the step."""
+    env = parallel_env(**COLLECTIVE_MARKET, max_learners=5, entries=((2, "fresh", None),))
+    env.reset(seed=0)
+    good = {a: env.action_layout.build() for a in env.agents if a != "collective"}
+    env.step({**good, "collective": [1, 2, 1]})
+    plant = {**good, "collective": [1, 1, 0]}
+    for agent, bad in (("learner_2", [math.nan] * env.action_layout.size), ("collective", [3])):
+        before, diff = _snapshot(env)
+        with pytest.raises(ValueError, match=re.escape(agent)):
+            env.step({**plant, agent: bad})
+        after, _ = _snapshot(env)
+        assert before == after, diff(before, after)
+    assert env.collective.strategy[0] == 1 and env.collective.destination[0] == 2
+    part = _participation()
+    part.reset(seed=0)
+    before, diff = _snapshot(part)
+    with pytest.raises(ValueError, match="learner_1"):
+        part.step({"learner_0": [0.1, 0.1], "learner_1": [math.inf, 0.0]})
+    after, _ = _snapshot(part)
+    assert before == after, diff(before, after)
+
+
+def test_rejected_gym_step_leaves_the_opponents_generators_alone():
+    """The ego's bad action is refused before any opponent acts (an MSGD-P opponent used to
+    draw its probe batch first)."""
+    from choicemarket.baselines import MSGDP
+
+    env = _gym(
+        "Platform-v0",
+        opponents=lambda spec, k: MSGDP(spec, k, p=0.5),
+        **FAST,
+    )
+    env.reset(seed=0)
+    env.step(env.unwrapped.market.action_layout.build())
+    before, diff = _snapshot(env.unwrapped)
+    with pytest.raises(ValueError, match="action"):
+        env.step([math.nan] * env.action_space.shape[0])
+    after, _ = _snapshot(env.unwrapped)
+    assert before == after, diff(before, after)
+
+
+@pytest.mark.parametrize("env_id", ["Platform-v0", "PlatformFlat-v0", "PlatformStrategy-v0"])
+def test_gymnasium_ids_with_one_learner(env_id):
+    """A market of one learner has no opponents; every view still runs (it was an
+    IndexError in the opponents' batched MSGD)."""
+    env = _gym(env_id, dataset="two-slopes", n_learners=1, max_steps=3)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    for _ in range(3):
+        obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        assert env.observation_space.contains(obs) and math.isfinite(reward)
+    assert truncated and not terminated
+
+
+def test_logit_choice_with_a_tiny_temperature_picks_the_best_learner():
+    """temperature 5e-324: (-loss / temperature) overflowed to NaN weights and every user went
+    to learner 0; now each user takes its best learner (the two-slopes specialists split)."""
+    env = parallel_env(
+        dataset="two-slopes",
+        n_learners=2,
+        preferences="category",
+        choice_rule="logit",
+        temperature=5e-324,
+        loyalty_bonus=0.0,
+    )
+    env.reset(seed=0)
+    counts = env.state_arrays.counts[0]
+    assert counts[0] > 0 and counts[1] > 0
+    obs, rewards, *_ = env.step({a: env.action_layout.build() for a in env.agents})
+    assert all(math.isfinite(r) for r in rewards.values())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(return_rate=1e-19, outside_threshold=0.1), "return_rate"),
+        (dict(loyalty_bonus=1e308), "loyalty_bonus"),
+        (dict(temperature=1e308), "temperature"),
+        (dict(init_scale=1e39, init="random"), "init_scale"),
+        (dict(max_update=1e308), "max_update"),
+        (dict(probe_cost=1e308), "probe_cost"),
+        (dict(clone_noise=1e308), "clone_noise"),
+        (dict(l2=1e300), "l2"),
+        (dict(collective_fraction=0.2, collective_signal=[(0, 1e308)]), "collective_signal"),
+        (dict(dataset="two-slopes", dataset_options={"a": 1e160}), "dataset_options"),
+        (dict(n_learners=10**6), "n_learners"),
+        (dict(n_learners=2**63), "n_learners"),
+        (dict(n_learners=HUGE), "n_learners"),
+        (dict(users_per_step=10**8), "users_per_step"),
+        (dict(max_learners=10**7), "max_learners"),
+        (dict(max_learners=1e30), "max_learners"),
+        (dict(probe_size=10**7), "probe_size"),
+        (dict(exit_patience=HUGE), "exit_patience"),
+        (dict(n_learners=256, users_per_step=10**6), "GiB.*users_per_step"),
+        (dict(init=np.array(["zeros"])), "init"),
+        (dict(reward=np.array(["local", "share"])), "reward"),
+        (dict(preferences=np.float64(1.0)), "preferences"),
+        (dict(dataset_options={"n_features": 2.5}), "dataset_options"),
+        (dict(max_update=HUGE), "max_update"),
+        (dict(entries=((1, np.array(["fresh"]), None),), max_learners=4), "entries"),
+    ],
+)
+def test_extreme_or_wrongly_typed_fields_are_refused(kwargs, match):
+    """Finite values that used to give inf/NaN figures, sizes that ran out of memory, and
+    values of the wrong type: each is a ValueError naming the field."""
+    with pytest.raises(ValueError, match=match):
+        parallel_env(**{**FAST, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(max_update=1e39), "max_update"),
+        (dict(max_update=3.5e38), "max_update"),
+        (dict(optima=((1e160, 1.0), (0.0, 0.0))), "optima"),
+        (dict(noise_var=1e308), "noise_var"),
+        (dict(masses=np.float64(2.0)), "masses"),
+        (dict(n_learners=2**63), "n_learners"),
+        (dict(optima=None, n_subpops=10**5, dim=10**4), "GiB.*n_subpops"),
+        (
+            dict(
+                risk="least_squares",
+                dataset="synthetic-ratings",
+                dataset_options={"n_users": 80, "n_items": 6, "mf_iterations": 2},
+                group_by=None,
+            ),
+            "dataset",
+        ),
+    ],
+)
+def test_participation_extremes_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _participation(**kwargs)
+
+
+def test_parameters_stay_bounded_and_figures_finite():
+    """The largest update bound, pushed every step: the parameters stop at +-MAX_PARAM and
+    every observation, reward and loss stays finite and inside its space."""
+    from choicemarket.envs.checks import MAX_PARAM
+
+    env = parallel_env(**{**FAST, "max_update": 1e6, "reward": "global", "probe_cost": 1e6})
+    obs, _ = env.reset(seed=0)
+    size, P = env.action_layout.size, env.action_layout.n_params
+    for step in range(5):
+        push = np.full(size, 1e300 * (-1) ** step)
+        obs, rewards, _, _, infos = env.step({a: push for a in env.agents})
+        for a in env.agents:
+            assert env.observation_space(a).contains(obs[a])
+            assert all(np.isfinite(v).all() for v in obs[a].values())
+            assert math.isfinite(rewards[a]) and math.isfinite(infos[a]["global_loss"])
+    assert np.abs(env.state_arrays.theta).max() == MAX_PARAM
+    part = _participation(max_update=1e6)
+    part.reset(seed=0)
+    for _ in range(3):
+        obs, rewards, *_ = part.step({a: np.full(2, 1e6) for a in part.agents})
+    assert all(math.isfinite(r) for r in rewards.values())
+    assert all(part.observation_space(a).contains(o) for a, o in obs.items())
+    assert P > 0
+
+
+def test_fraction_fields_become_floats():
+    """max_update=Fraction(1, 3) passed validation but broke MSGD's arithmetic."""
+    from fractions import Fraction
+
+    env = parallel_env(**FAST, max_update=Fraction(1, 3))
+    assert type(env.config.max_update) is float
+    env.reset(seed=0)
+    policy = MSGD(env.market_spec)
+    obs, *_ = env.step({a: policy.act(o) for a, o in env.reset(seed=0)[0].items()})
+    assert obs["learner_0"]["step"][0] == 1
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "x", 2**64 + 0.5, True, [1]])
+def test_bad_reset_seed_names_seed(seed):
+    """A seed numpy refuses gets a message naming ``seed``, in every family, and changes
+    nothing."""
+    makers = (
+        lambda: parallel_env(**FAST),
+        lambda: _participation(),
+        lambda: _gym("Platform-v0", **FAST),
+    )
+    for make in makers:
+        env = make()
+        with pytest.raises(ValueError, match="seed"):
+            env.reset(seed=seed)
