@@ -206,6 +206,16 @@ def probe_counts(idx: np.ndarray, n_points: int, dtype=np.float64) -> np.ndarray
     return np.bincount(at, minlength=R * n_points).reshape(R, n_points).astype(dtype)
 
 
+def rows_of(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``a[rows]``, as a strided view (no copy) when ``rows`` are evenly spaced, as the
+    probers of M markets with the same prober are."""
+    if len(rows) > 1:
+        step = int(rows[1] - rows[0])
+        if step > 0 and (np.diff(rows) == step).all():
+            return a[int(rows[0]) :: step][: len(rows)]
+    return a[rows]
+
+
 def mix_probe_gradient(g: np.ndarray, h: np.ndarray, p: float | np.ndarray) -> np.ndarray:
     """MSGD-P's direction ``(g + p h) / (1 + p)`` from own-user and probe-batch gradients.
 
@@ -438,7 +448,7 @@ def act_arrays(
         batches = probe_batches(policies, holders, n_valid[held], constants.batch[holders])
         for rows, idx in batches:
             if isinstance(probe_X, np.ndarray):
-                PX, PT = probe_X[rows], probe_T[rows]
+                PX, PT = rows_of(probe_X, rows), rows_of(probe_T, rows)
             else:
                 PX = np.stack([probe_X[i] for i in rows.tolist()])
                 PT = np.stack([probe_T[i] for i in rows.tolist()])
