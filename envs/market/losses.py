@@ -217,7 +217,7 @@ def weighted_mean_gradient(
     """Mean loss gradients of n weighted sets of the same users, zero for an empty set.
 
     Logits ``z`` (M, B, o) of each user at the parameters of interest, targets ``T``
-    (M, B, t), covariates ``X`` (M, B, d), weights ``W`` (M, n, B) (0/1: membership)
+    (M, B, t), covariates ``X`` (M, B, d), weights ``W`` (M, n, B) (0/1 or bool: membership)
     -> (M, n, o, d): ``g_k = sum_b W_kb dl/dz_b x_b^T / max(1, sum_b W_kb)``. For a batch
     split among learners, ``z`` holds each user's logits at the learner it chose and ``W`` is
     the one-hot of the choice: one product per market, no learner-padded copy of the batch.
