@@ -26,12 +26,13 @@ import numbers
 
 import numpy as np
 
+from ..checks import MAX_PARAM, check_seed
 from . import entry_exit, outside
 from .actions import ActionLayout
 from .choice import Arrival, make_choice_rule
 from .collective import Collective
 from .component import Component
-from .config import MarketConfig
+from .config import MarketConfig, check_resources
 from .entry_exit import EntryExit, slot_count
 from .generators import MarketGenerators
 from .losses import (
@@ -110,6 +111,7 @@ class MarketCore:
             l2=config.l2,
             actions=ActionLayout(o * data.n_features, n, config.max_update),
         )
+        check_resources(config, self.spec, data, n_markets)  # before anything is allocated
         self.population: Population | None = None
         self.population_seed: int | None = None
         self.state: MarketState | None = None
@@ -151,7 +153,7 @@ class MarketCore:
         ``seeds`` (one integer per market) gives each market its own generator instead.
         """
         cfg, spec, gens = self.config, self.spec, self.gens
-        gens.reset(seed, seeds)
+        gens.reset(check_seed(seed), seeds)
         pop_seed = cfg.population_seed
         if pop_seed is None and gens.per_market is not None:
             drawn = {int(r.integers(2**31 - 1)) for r in gens.per_market}
@@ -178,6 +180,7 @@ class MarketCore:
             theta = np.zeros((M, n, o, d))
         if cfg.init == "published":  # the random draw, then gradient descent on each partition
             theta = published_start(pop, theta, cfg.l2)
+        theta = np.clip(theta, -MAX_PARAM, MAX_PARAM)  # parameters stay bounded
         if self.entry is not None:  # slots of learners that enter later start empty
             theta = self.entry.with_slots(theta)
         n, B, Np, t = spec.n_learners, spec.users_per_step, spec.probe_size, spec.target_dim
@@ -225,6 +228,7 @@ class MarketCore:
         elif s.probe_queries is not self._no_queries:
             s.probe_queries = self._no_queries
         s.theta += updates.reshape(s.theta.shape)
+        np.clip(s.theta, -MAX_PARAM, MAX_PARAM, out=s.theta)  # parameters stay bounded
         s.step += 1
         for c in self.components:
             c.before_arrival(self)
