@@ -130,6 +130,7 @@ MARKET_FIELDS: dict[str, list] = {
     "clone_noise": [0.0, 1.0, 1e6, 1e308, -1.0],
     "clone_share": [0.0, 0.5, 1.0, 2.0],
     "fresh_share": [0.0, 0.5, 1.0, -0.5],
+    "observation": ["dict", "flat", "x", np.str_("flat")],
     "collective_fraction": [0.0, 0.2, 0.99, 1.0],
     "collective_signal": [
         (),
@@ -205,6 +206,7 @@ PARTICIPATION_FIELDS: dict[str, list] = {
     "max_steps": [1, 5, 0],
     "reward": ["local", "global", "total", "share", "x"],
     "max_update": [1e-3, 10.0, 1e6, 3.5e38, 1e39, Fraction(1, 3), 0.0],
+    "observation": ["dict", "flat", "x"],
 }
 PARTICIPATION_DATASET_OPTIONS = {
     "two-slopes": {"n_users": 200},
@@ -271,7 +273,7 @@ def participation_config(choose: Choose, n_changes: int) -> dict[str, Any]:
             min_group_size=1,
         )
     for _ in range(n_changes):
-        name = choose(list(PARTICIPATION_FIELDS))
+        name = choose([f for f in PARTICIPATION_FIELDS if f in _participation_field_names()])
         cfg[name] = choose(PARTICIPATION_FIELDS[name])
         if name == "dataset":
             cfg["dataset_options"] = PARTICIPATION_DATASET_OPTIONS.get(cfg[name], {})
@@ -288,6 +290,12 @@ def gym_config(choose: Choose, n_changes: int) -> tuple[str, dict[str, Any]]:
         if name == "ego" or env_id.endswith("Strategy-v0"):
             cfg[name] = choose(GYM_OPTIONS[name])
     return env_id, cfg
+
+
+def _participation_field_names() -> set[str]:
+    from choicemarket.envs.participation.config import ParticipationConfig
+
+    return {f.name for f in dataclasses.fields(ParticipationConfig)}
 
 
 def _market_field_names() -> set[str]:
