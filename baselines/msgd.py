@@ -382,8 +382,11 @@ def act_batch(
     active: np.ndarray | None = None,
 ) -> np.ndarray:
     """Actions (K, A) of K MSGD/MSGD-P policies for their K observations, computed together
-    (``active``: see :func:`act_arrays`)."""
+    (``active``: see :func:`act_arrays`); no policies (a market of one learner has no
+    opponents): no actions."""
     K = len(policies)
+    if K == 0:
+        return np.zeros((0, 0))
     return act_arrays(
         policies,
         np.array([o["params"] for o in observations]).reshape(K, *policies[0].spec.param_shape),
