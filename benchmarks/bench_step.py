@@ -12,7 +12,10 @@ preference with p = 0.4, N_probe = 100, b_p = 150; the others run MSGD. Measured
 
 Each figure is the median (and best) of ``--repeats`` timed runs of ``--steps`` steps, and its
 ratio to the reference-style loop (``../shared/bench/refloop.py`` beside the repository, the
-same per-step work as the published code) timed in the same process before each figure.
+same per-step work as the published code) timed in the same process before each figure. Both
+are timed in CPU seconds of the process (``--clock wall``: elapsed seconds) with one BLAS
+thread (``--blas-threads``), so that other processes on the machine, and BLAS threads waiting
+on tiny products, move the ratios little.
 
     python benchmarks/bench_step.py
 """
@@ -142,9 +145,16 @@ def main() -> None:
     parser.add_argument("--loop-markets", type=int, nargs="*", default=[64])
     parser.add_argument("--refloop", type=Path, default=REFLOOP)
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
+    parser.add_argument("--blas-threads", type=int, default=1)
     args = parser.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    try:  # BLAS threads spinning on tiny products would bill CPU time to the reference loop
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
+    else:
+        threadpool_limits(args.blas_threads, user_api="blas")
     print(
         f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}, "
         f"{os.cpu_count()} cores, BLAS: {_blas()}"
