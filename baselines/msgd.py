@@ -255,7 +255,8 @@ def msgd_update(
     of probers with equal batch sizes (or one prober: a slice of one row and a float p),
     optionally with a fifth entry, weights (R, b): then the covariates are the held probe
     sets and the weights count how often the probe batch drew each point (the same mean
-    gradient, without gathering the batch). ``own`` (K, o, d), when given, is ``g`` itself
+    gradient, without gathering the batch; when under half the held points were drawn, over
+    the drawn ones only). ``own`` (K, o, d), when given, is ``g`` itself
     (``X``, ``T``, ``mask`` are then unused: the batched core computes it from its segments).
     ``l2`` and ``neg_eta`` broadcast against (K, o, d). Gradients are computed in ``X``'s
     dtype (``own``'s when given).
@@ -269,8 +270,15 @@ def msgd_update(
         PX, PT = PX.astype(dtype, copy=False), PT.astype(dtype, copy=False)
         th = theta[rows].astype(dtype, copy=False)
         if counts:
+            W = counts[0]
+            drawn = int(np.count_nonzero(W, axis=1).max(initial=0))
+            if 2 * drawn < W.shape[1]:  # a few points of a large held set: only those
+                cols = np.argsort(W == 0, axis=1, kind="stable")[:, :drawn]
+                PX = np.take_along_axis(PX, cols[..., None], 1)
+                PT = np.take_along_axis(PT, cols[..., None], 1)
+                W = np.take_along_axis(W, cols, 1)
             z = np.matmul(PX, th.swapaxes(-1, -2))
-            h = weighted_mean_gradient(family, z, PT, PX, counts[0][:, None, :])[:, 0]
+            h = weighted_mean_gradient(family, z, PT, PX, W[:, None, :])[:, 0]
         else:
             h = mean_gradient(family, th, PX, PT)
         w = p if np.ndim(p) == 0 else np.asarray(p)[:, None, None]

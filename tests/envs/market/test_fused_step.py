@@ -71,3 +71,26 @@ def test_probe_batch_uniforms_are_one_draw_per_batch():
         np.testing.assert_array_equal(pol.uniforms(7), r.random(7))
     pol.reset(3)  # a new generator starts a new block
     np.testing.assert_array_equal(pol.uniforms(7), np.random.default_rng(3).random(7))
+
+
+@pytest.mark.parametrize("b", [5, 400])
+def test_probe_batch_by_counts_is_the_mean_over_the_batch(b):
+    """Counts over a held set of 200 points give the probe batch's mean gradient whether the
+    batch is small (only the drawn points are used) or large (every held point is)."""
+    from choicemarket.baselines.msgd import msgd_update, probe_counts
+
+    rng = np.random.default_rng(1)
+    family = LOSSES["binary"]
+    theta = rng.normal(size=(3, 1, 4))
+    PX = rng.normal(size=(2, 200, 4))
+    PT = (rng.random((2, 200, 1)) < 0.5).astype(float)
+    idx = rng.integers(0, 200, (2, b))
+    own = np.zeros_like(theta)
+    rows = np.array([0, 2])
+    probes = [(rows, PX, PT, np.array([1.0, 1.0]), probe_counts(idx, 200))]
+    u = msgd_update(family, theta, None, None, None, probes, 0.0, -1.0, own)
+    batch_X = np.take_along_axis(PX, idx[..., None], 1)
+    batch_T = np.take_along_axis(PT, idx[..., None], 1)
+    h = mean_gradient(family, theta[rows], batch_X, batch_T)
+    np.testing.assert_allclose(u[rows], -h / 2.0, rtol=1e-12)  # -eta (0 + 1 h) / (1 + 1)
+    np.testing.assert_array_equal(u[1], 0.0)
