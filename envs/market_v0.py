@@ -154,7 +154,7 @@ from .market.core import MarketCore
 from .market.entry_exit import agent_event
 from .market.metrics import learner_metrics
 from .market.observation import ObservationFeatures, StateFeatures, stacked_observation
-from .render import RENDER_FPS, Renderer, Trace, draw
+from .render import RENDER_FPS, Renderer, Trace, check_render_mode, draw
 
 __all__ = ["env", "parallel_env", "raw_env"]
 
@@ -397,6 +397,15 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         if self.collective is not None and self.agents:
             infos[_collective.COLLECTIVE] = self.collective.info(0)
         return infos
+
+    @property
+    def render_mode(self) -> str | None:
+        """The render mode; may be changed after construction (the image starts from then)."""
+        return self._renderer.mode
+
+    @render_mode.setter
+    def render_mode(self, mode: str | None) -> None:
+        self._renderer.mode = check_render_mode(mode)
 
     def render(self) -> str | np.ndarray | None:
         """The text table (``"ansi"``), the image (``"rgb_array"``), or None (``"human"``

@@ -73,7 +73,7 @@ from .checks import numeric_array
 from .participation.config import ParticipationConfig
 from .participation.core import ParticipationCore
 from .participation.observation import ParticipationFeatures, ParticipationState
-from .render import RENDER_FPS, Renderer, Trace, draw
+from .render import RENDER_FPS, Renderer, Trace, check_render_mode, draw
 
 __all__ = ["env", "parallel_env", "raw_env"]
 
@@ -239,6 +239,15 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             for k, a in enumerate(self.possible_agents)
             if a in self.agents
         }
+
+    @property
+    def render_mode(self) -> str | None:
+        """The render mode; may be changed after construction (the image starts from then)."""
+        return self._renderer.mode
+
+    @render_mode.setter
+    def render_mode(self, mode: str | None) -> None:
+        self._renderer.mode = check_render_mode(mode)
 
     def render(self) -> str | np.ndarray | None:
         """The text table (``"ansi"``), the image (``"rgb_array"``), or None (``"human"``

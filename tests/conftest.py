@@ -1,6 +1,8 @@
 """Shared fixtures, and the fuzzing profiles of ``tests/fuzz`` (``--fuzz-profile``)."""
 
 import os
+import shutil
+import tempfile
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -33,12 +35,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+_POPULATION_CACHE = "CHOICEMARKET_CACHE_DIR"
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # the population cache of this run lives in a folder of its own, never the user's cache;
+    # set before any test imports the market, and inherited by the processes tests spawn
+    if _POPULATION_CACHE not in os.environ:
+        folder = tempfile.mkdtemp(prefix="choicemarket-test-cache-")
+        os.environ[_POPULATION_CACHE] = folder
+        config._choicemarket_cache = folder
     name = config.getoption("--fuzz-profile") or os.environ.get("HYPOTHESIS_PROFILE") or "ci"
     if name not in FUZZ_PROFILES:
         name = "ci"
     # tests/fuzz decorate with settings.get_profile("fuzz")
     settings.register_profile("fuzz", settings.get_profile(FUZZ_PROFILES[name]))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = getattr(config, "_choicemarket_cache", None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop(_POPULATION_CACHE, None)
 
 
 @pytest.fixture
