@@ -23,7 +23,7 @@ import numpy as np
 
 from choicemarket.envs.checks import is_integer, is_real
 from choicemarket.envs.market.losses import mean_gradient, weighted_mean_gradient
-from choicemarket.envs.market.spec import MarketSpec
+from choicemarket.envs.market.spec import MarketSpec, require_market_spec
 
 SCHEDULES = ("constant", "inv_sqrt")
 BLOCK = 16  # probe-batch draws made at once (see MSGD.uniforms)
@@ -50,6 +50,7 @@ class MSGD:
         l2: float | None = None,
         schedule: str = "constant",
     ) -> None:
+        spec = require_market_spec(spec, type(self).__name__)
         if not (is_real(eta) and eta > 0):
             raise ValueError(f"eta must be a finite number > 0, got {eta!r}")
         l2 = spec.l2 if l2 is None else l2

@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from choicemarket.envs.market.spec import MarketSpec
+from choicemarket.envs.market.spec import MarketSpec, require_market_spec
 
 from .msgd import MSGD, act_batch
 
@@ -25,7 +25,7 @@ class NoUpdate:
     """Never moves its parameters and never probes (a reference point)."""
 
     def __init__(self, spec: MarketSpec) -> None:
-        self.spec = spec
+        self.spec = spec = require_market_spec(spec, "NoUpdate")
         self._action = spec.actions.build()
 
     def reset(self, seed: int | None = None) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from choicemarket.envs.market.losses import fit_erm
-from choicemarket.envs.market.spec import MarketSpec
+from choicemarket.envs.market.spec import MarketSpec, require_market_spec
 
 
 class Retrain:
@@ -30,6 +30,7 @@ class Retrain:
     def __init__(
         self, spec: MarketSpec, every: int = 100, window: int = 2000, l2: float | None = None
     ) -> None:
+        spec = require_market_spec(spec, "Retrain")
         for name, v in (("every", every), ("window", window)):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")

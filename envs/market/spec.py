@@ -35,3 +35,15 @@ class MarketSpec:
     @property
     def param_shape(self) -> tuple[int, int]:
         return (self.n_outputs, self.n_features)
+
+
+def require_market_spec(spec: object, who: str) -> MarketSpec:
+    """``spec`` itself if it is a :class:`MarketSpec`; otherwise a ``TypeError`` that says where
+    the market's spec is (a Gymnasium ``env.spec`` is the registration record, not this)."""
+    if isinstance(spec, MarketSpec):
+        return spec
+    raise TypeError(
+        f"{who} needs the market's MarketSpec, got {type(spec).__name__}: pass "
+        "env.unwrapped.market_spec (Gymnasium ids) or env.market_spec (PettingZoo market); "
+        "a Gymnasium env.spec is the registration record"
+    )

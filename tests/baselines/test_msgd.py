@@ -3,10 +3,12 @@ knobs computing MSGD-P's update through the same function."""
 
 from __future__ import annotations
 
+import gymnasium
 import numpy as np
+import pytest
 
 from choicemarket import simulate
-from choicemarket.baselines import MSGD, MSGDP, act_all
+from choicemarket.baselines import MSGD, MSGDP, NoUpdate, Retrain, act_all
 from choicemarket.baselines.msgd import msgd_update
 from choicemarket.envs.market.losses import mean_gradient
 from choicemarket.envs.market_v0 import raw_env
@@ -82,3 +84,11 @@ def test_own_probe_schedules_are_asked_every_step():
         obs, *_ = env.step(actions)
     assert [a for a, _ in asked] == [False, True, False, True, False, True]
     assert [b for _, b in asked] == [True, False, False, False, True, False]
+
+
+@pytest.mark.parametrize("make", [MSGD, lambda s: MSGDP(s, 0), Retrain, NoUpdate])
+def test_a_gymnasium_env_spec_is_refused_with_where_the_market_spec_is(make) -> None:
+    env = gymnasium.make("choicemarket:choicemarket/Platform-v0", max_steps=3)
+    with pytest.raises(TypeError, match="market_spec"):
+        make(env.spec)
+    make(env.unwrapped.market_spec)  # the market's own spec works
