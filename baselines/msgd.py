@@ -23,6 +23,7 @@ import numpy as np
 
 from choicemarket.envs.checks import is_integer, is_real
 from choicemarket.envs.market.losses import mean_gradient, weighted_mean_gradient
+from choicemarket.envs.market.observation import RowObservation
 from choicemarket.envs.market.spec import MarketSpec, require_market_spec
 
 SCHEDULES = ("constant", "inv_sqrt")
@@ -396,6 +397,20 @@ def act_batch(
     K = len(policies)
     if K == 0:
         return np.zeros((0, 0))
+    stack = _stacked(observations)
+    if stack is not None:  # rows of one stack (the ParallelEnv's observations): no restacking
+        return act_arrays(
+            policies,
+            stack["params"].reshape(K, *policies[0].spec.param_shape),
+            stack["covariates"],
+            stack["targets"],
+            stack["mask"],
+            stack["probe_covariates"],
+            stack["probe_targets"],
+            stack["probe_mask"],
+            stack["step"][:, 0],
+            active,
+        )
     return act_arrays(
         policies,
         np.array([o["params"] for o in observations]).reshape(K, *policies[0].spec.param_shape),
@@ -408,6 +423,37 @@ def act_batch(
         [o["step"][0] for o in observations],
         active,
     )
+
+
+_ACTED_ON = (
+    "params",
+    "covariates",
+    "targets",
+    "mask",
+    "probe_covariates",
+    "probe_targets",
+    "probe_mask",
+    "step",
+)
+
+
+def _stacked(observations: Sequence[Mapping[str, np.ndarray]]) -> dict | None:
+    """The arrays ``act_arrays`` reads, stacked in the order of ``observations``, when these
+    are untouched rows of one :func:`~choicemarket.envs.market.observation.stacked_observation`
+    (:class:`RowObservation`); None otherwise (then the caller stacks the dicts)."""
+    rows, stack = [], None
+    for o in observations:
+        if type(o) is not RowObservation:
+            return None
+        at = o.stacked_row()
+        if at is None or (stack is not None and at[0] is not stack):
+            return None
+        stack = at[0]
+        rows.append(at[1])
+    if rows == list(range(len(stack["params"]))):
+        return stack
+    take = np.array(rows, np.intp)
+    return {key: stack[key][take] for key in _ACTED_ON}
 
 
 def act_arrays(

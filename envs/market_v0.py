@@ -153,7 +153,12 @@ from .market.config import MarketConfig
 from .market.core import MarketCore
 from .market.entry_exit import agent_event
 from .market.metrics import learner_metrics
-from .market.observation import ObservationFeatures, StateFeatures, stacked_observation
+from .market.observation import (
+    ObservationFeatures,
+    RowObservation,
+    StateFeatures,
+    stacked_observation,
+)
 from .render import RENDER_FPS, Renderer, Trace, check_render_mode, draw
 
 __all__ = ["env", "parallel_env", "raw_env"]
@@ -491,43 +496,14 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         return self.core.population
 
 
-def learner_observations(core: MarketCore, m: int = 0, cache: dict | None = None) -> list[dict]:
+def learner_observations(
+    core: MarketCore, m: int = 0, cache: dict | None = None
+) -> list[RowObservation]:
     """Every learner slot's observation in market ``m`` (float32 arrays; see the module
-    docstring). ``cache`` keeps read-only float32 copies of the probe responses between calls
-    until they change."""
-    s, f32 = core.state, np.float32
-    X, T, mask = core.padded_users(f32)  # all markets: the batched view is one gather
-    n = s.theta.shape[1]
-    params = s.theta[m].reshape(n, -1).astype(f32)
-    cache = {} if cache is None else cache
-    if cache.get("version") != (m, s.probe_version):
-        # probe responses change rarely: reuse read-only float32 copies until they do
-        pX, pT = s.probe_X[m].astype(f32), s.probe_T[m].astype(f32)
-        pmask = np.repeat(s.probe_valid[m].astype(f32)[:, None], pX.shape[1], 1)
-        for a in (pX, pT, pmask):
-            a.flags.writeable = False
-        cache.update(version=(m, s.probe_version), arrays=(list(pX), list(pT), list(pmask)))
-    pX, pT, pmask = cache["arrays"]
-    stats = np.empty((2, n, 1), f32)
-    stats[0, :, 0] = s.counts[m] / s.batch.shape[1]
-    stats[1, :, 0] = s.local_loss[m]
-    step = np.array([s.step], f32)
-    parts = zip(params, X[m], T[m], mask[m], pX, pT, pmask, stats[0], stats[1])
-    return [
-        {
-            "params": p,
-            "covariates": x,
-            "targets": t,
-            "mask": w,
-            "probe_covariates": px,
-            "probe_targets": pt,
-            "probe_mask": pw,
-            "share": sh,
-            "local_loss": ll,
-            "step": step,
-        }
-        for p, x, t, w, px, pt, pw, sh, ll in parts
-    ]
+    docstring): the rows of :func:`~choicemarket.envs.market.observation.stacked_observation`.
+    ``cache`` keeps read-only float32 copies of the probe responses between calls until they
+    change."""
+    return RowObservation.rows(stacked_observation(core, m, dtype=np.float32, cache=cache))
 
 
 def _acc(acc: float) -> str:

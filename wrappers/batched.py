@@ -18,6 +18,7 @@ from choicemarket.baselines import MSGD
 from choicemarket.baselines.msgd import act_arrays
 from choicemarket.envs.market import collective as _collective
 from choicemarket.envs.market.core import MarketCore
+from choicemarket.envs.market.observation import stacked_observation
 from choicemarket.envs.market_v0 import learner_observations
 
 __all__ = ["collective_actions", "observation_arrays", "scripted_actions"]
@@ -26,29 +27,9 @@ __all__ = ["collective_actions", "observation_arrays", "scripted_actions"]
 def observation_arrays(core: MarketCore, learner: int | None = None) -> dict[str, np.ndarray]:
     """The ``market_v0`` ``Dict`` observation (float32) of learner ``learner`` in every market,
     stacked on a leading axis M, or with ``learner=None`` of every learner slot of every market,
-    row ``m * n + k`` for learner k of market m. Row by row equal to
-    :func:`~choicemarket.envs.market_v0.learner_observations`."""
-    s, f32 = core.state, np.float32
-    M, n = s.counts.shape
-    X, T, mask = core.padded_users(f32)
-
-    def pick(a: np.ndarray) -> np.ndarray:
-        return a[:, learner] if learner is not None else a.reshape(M * n, *a.shape[2:])
-
-    K = M if learner is not None else M * n
-    Np = s.probe_X.shape[2]
-    return {
-        "params": pick(s.theta).reshape(K, -1).astype(f32),
-        "covariates": pick(X),
-        "targets": pick(T),
-        "mask": pick(mask),
-        "probe_covariates": pick(s.probe_X).astype(f32),
-        "probe_targets": pick(s.probe_T).astype(f32),
-        "probe_mask": np.repeat(pick(s.probe_valid).astype(f32)[:, None], Np, 1),
-        "share": (pick(s.counts) / s.batch.shape[1]).astype(f32)[:, None],
-        "local_loss": pick(s.local_loss).astype(f32)[:, None],
-        "step": np.full((K, 1), s.step, f32),
-    }
+    row ``m * n + k`` for learner k of market m
+    (:func:`~choicemarket.envs.market.observation.stacked_observation`)."""
+    return stacked_observation(core, None, learner, np.float32)
 
 
 def scripted_actions(

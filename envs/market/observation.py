@@ -32,6 +32,7 @@ peer_shares   n      [0, 1]      every learner's share of the batch
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 
 import numpy as np
@@ -41,7 +42,13 @@ from ..layout import Block, Layout
 from .losses import logits
 from .spec import MarketSpec
 
-__all__ = ["ObservationFeatures", "StateFeatures", "stacked_observation"]
+__all__ = [
+    "OBSERVATION_KEYS",
+    "ObservationFeatures",
+    "RowObservation",
+    "StateFeatures",
+    "stacked_observation",
+]
 
 
 def _positive(name: str, v: float) -> float:
@@ -163,24 +170,101 @@ def _weighted_moments(A: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndar
     return mean, np.sqrt(np.maximum(second - mean * mean, 0.0))
 
 
-def stacked_observation(core, m: int = 0) -> dict[str, np.ndarray]:
-    """Every learner slot's ``Dict`` observation of market ``m`` stacked on a leading learner
-    axis (float64), as :meth:`ObservationFeatures.vectors` takes them."""
+# the keys of a learner's ``Dict`` observation, in the order of the observation space
+OBSERVATION_KEYS = (
+    "params",
+    "covariates",
+    "targets",
+    "mask",
+    "probe_covariates",
+    "probe_targets",
+    "probe_mask",
+    "share",
+    "local_loss",
+    "step",
+)
+
+
+def stacked_observation(
+    core,
+    m: int | None = 0,
+    learner: int | None = None,
+    dtype=np.float64,
+    cache: dict | None = None,
+) -> dict[str, np.ndarray]:
+    """Learner slots' ``Dict`` observations (see :mod:`choicemarket.envs.market_v0`) stacked on
+    a leading axis, in ``dtype``: the n slots of market ``m`` (row k), or with ``m=None`` of
+    every market (row ``m n + k``); ``learner`` keeps that slot only (one row per market).
+
+    The one home of the observation: the ParallelEnv's dicts are rows of it, the batched
+    views and the flat features take it whole. ``cache`` keeps read-only copies of the probe
+    arrays between calls until the probe responses change (``probe_version``).
+    """
     s = core.state
-    X, T, mask = core.padded_users(np.float64)
-    n, Np = s.probe_valid.shape[1], s.probe_X.shape[2]
+    M, n = s.counts.shape
+
+    def pick(a: np.ndarray) -> np.ndarray:
+        """(M, n, ...) -> the selected rows (K, ...)."""
+        if m is None:
+            return a[:, learner] if learner is not None else a.reshape(M * n, *a.shape[2:])
+        return a[m] if learner is None else a[m, learner][None]
+
+    X, T, mask = core.padded_users(dtype)
+    params = pick(s.theta)
+    K = params.shape[0]
+    version = (m, learner, np.dtype(dtype).str, s.probe_version)
+    if cache is not None and cache.get("version") == version:
+        pX, pT, pmask = cache["arrays"]
+    else:
+        copy = cache is not None  # cached: copies, as the state's arrays change in place
+        pX = np.array(pick(s.probe_X), dtype, copy=copy or None)
+        pT = np.array(pick(s.probe_T), dtype, copy=copy or None)
+        pmask = np.repeat(pick(s.probe_valid).astype(dtype)[:, None], pX.shape[1], 1)
+        if cache is not None:  # probe responses change rarely: reuse read-only copies
+            for a in (pX, pT, pmask):
+                a.flags.writeable = False
+            cache.update(version=version, arrays=(pX, pT, pmask))
     return {
-        "params": s.theta[m].reshape(n, -1),
-        "covariates": X[m],
-        "targets": T[m],
-        "mask": mask[m],
-        "probe_covariates": s.probe_X[m],
-        "probe_targets": s.probe_T[m],
-        "probe_mask": np.repeat(s.probe_valid[m].astype(np.float64)[:, None], Np, 1),
-        "share": (s.counts[m] / s.batch.shape[1])[:, None],
-        "local_loss": s.local_loss[m][:, None],
-        "step": np.full((n, 1), float(s.step)),
+        "params": params.reshape(K, -1).astype(dtype, copy=False),
+        "covariates": pick(X),
+        "targets": pick(T),
+        "mask": pick(mask),
+        "probe_covariates": pX,
+        "probe_targets": pT,
+        "probe_mask": pmask,
+        "share": (pick(s.counts) / s.batch.shape[1]).astype(dtype)[:, None],
+        "local_loss": pick(s.local_loss).astype(dtype)[:, None],
+        "step": np.full((K, 1), s.step, dtype),
     }
+
+
+class RowObservation(dict):
+    """One learner's ``Dict`` observation: a plain ``dict`` of row views of the stacked arrays
+    of :func:`stacked_observation`, which it remembers (``stack``, ``row``) so that batched
+    policies read many learners' observations from the stack instead of restacking them."""
+
+    __slots__ = ("stack", "row", "_views")
+
+    @classmethod
+    def rows(cls, stack: dict[str, np.ndarray]) -> list[RowObservation]:
+        """One observation per row of ``stack``, its values views of the stacked arrays."""
+        keys = tuple(stack)
+        out = []
+        for row, views in enumerate(zip(*stack.values())):
+            o = cls(zip(keys, views))
+            o.stack, o.row, o._views = stack, row, views
+            out.append(o)
+        return out
+
+    def stacked_row(self) -> tuple[dict[str, np.ndarray], int] | None:
+        """``(stack, row)`` while every value is still the view it was made with, else None."""
+        views = self._views
+        if len(self) != len(views) or not all(map(operator.is_, self.values(), views)):
+            return None
+        return self.stack, self.row
+
+    def __reduce__(self):  # copies and pickles are plain dicts
+        return dict, (dict(self),)
 
 
 class StateFeatures:
