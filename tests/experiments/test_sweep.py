@@ -424,3 +424,21 @@ def test_sweep_runs_extended_markets_batched(tmp_path, extension):
     )
     _, runs = load_runs(tmp_path / "snap")
     assert runs and all(sorted(map(int, r["snapshots"])) == list(range(0, 61, 10)) for r in runs)
+
+
+def test_worker_imports_leave_out_heavy_libraries(tmp_path):
+    """A sweep worker (and the parent that plans the sweep) imports the runner and the sweep
+    without scipy, scikit-learn, matplotlib, pandas or torch: each would add a fraction of a
+    second to every worker's start."""
+    code = (
+        "import sys\n"
+        "import choicemarket.experiments.sweep, choicemarket.experiments.runner\n"
+        "import choicemarket.experiments.cli\n"
+        "heavy = ('scipy', 'sklearn', 'matplotlib', 'pandas', 'torch')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
