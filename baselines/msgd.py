@@ -303,7 +303,7 @@ def probe_batches(
         groups = [(b, rows[sizes == b], n_valid[sizes == b]) for b in np.unique(sizes).tolist()]
     out = []
     for b, sel, valid in groups:
-        u = np.stack([policies[i].uniforms(b) for i in sel.tolist()])
+        u = np.array([policies[i].uniforms(b) for i in sel.tolist()])  # (R, b)
         out.append((sel, probe_rows(u, valid[:, None])))
     return out
 

@@ -9,21 +9,41 @@ machine's load average: on a shared machine the wall time grows with the load wh
 seconds do not (much), and CPU seconds / workers is the wall time the sweep needs on idle cores.
 
     python benchmarks/bench_sweep.py --workers 2
+
+``--end-to-end`` times the command line itself instead, ``choicemarket run CONFIG --workers W
+--out <temporary folder>`` in a fresh process (interpreter start, imports, worker start-up,
+population, the markets and the result files all count), with ``CHOICEMARKET_CACHE_DIR`` set
+to a temporary folder: once with an empty population cache (cold), then ``--repeats`` times
+with the cache that run filled (warm). It times the reference-style loop
+``../shared/bench/refloop.py`` (one BLAS thread, as the sweep's workers) in the same process,
+before and after, and prints each run's elapsed time as a ratio to the reference loop's
+elapsed time for the same number of steps (runs x steps: 360,000 for ``expt2-census``).
+``--ref-steps`` times the reference loop for fewer steps and scales its time to that number
+(its cost per step does not change along a run).
+
+    python benchmarks/bench_sweep.py --end-to-end --workers 2 --repeats 3 --ref-steps 40000
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import resource
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 from choicemarket.experiments.experiment import load_experiment
 from choicemarket.experiments.sweep import run_sweep
+
+REFLOOP = Path(__file__).resolve().parents[2] / "shared" / "bench" / "refloop.py"
 
 
 def _cpu_seconds() -> float:
@@ -33,6 +53,67 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def reference_seconds(path: Path, steps: int, chunk: int = 4000) -> float | None:
+    """Elapsed seconds of ``steps`` steps of the reference-style loop (runs of ``chunk`` steps,
+    as the sweep's markets, on one BLAS thread), or None where it is not beside us."""
+    if not path.exists():
+        return None
+    from threadpoolctl import threadpool_limits
+
+    spec = importlib.util.spec_from_file_location("refloop", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(0)  # the data of refloop.steps_per_second
+    X = rng.normal(size=(38221, 16))
+    Y = (X @ rng.normal(size=16) + rng.normal(size=38221) > 0).astype(float)
+    pref = rng.integers(0, 5, 38221)
+    with threadpool_limits(1, user_api="blas"):
+        start = time.perf_counter()
+        for seed, left in enumerate(range(steps, 0, -chunk)):
+            module.run(X, Y, pref, T=min(chunk, left), seed=seed)
+        return time.perf_counter() - start
+
+
+def end_to_end(args: argparse.Namespace, total_steps: int) -> None:
+    """Elapsed time of ``choicemarket run`` (cold, then warm population cache) as ratios to
+    the reference loop's time for ``total_steps`` steps."""
+    ref_steps = min(args.ref_steps or total_steps, total_steps)
+    scale = total_steps / ref_steps
+
+    def reference() -> float | None:
+        seconds = reference_seconds(REFLOOP, ref_steps)
+        if seconds is None:
+            return None
+        print(
+            f"reference loop: {ref_steps:,} steps in {seconds:.1f} s elapsed "
+            f"-> {seconds * scale:.1f} s for {total_steps:,} steps"
+        )
+        return seconds * scale
+
+    if not REFLOOP.exists():
+        print(f"(no reference loop at {REFLOOP}: ratios left out)")
+    before = reference()
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "CHOICEMARKET_CACHE_DIR": str(Path(tmp) / "cache")}
+        command = [sys.executable, "-m", "choicemarket", "run", args.config]
+        command += ["--workers", str(args.workers), "--no-progress"]
+        if args.steps:
+            command += ["--steps", str(args.steps)]
+        for k in range(1 + args.repeats):
+            out = Path(tmp) / "out"
+            start = time.perf_counter()
+            subprocess.run([*command, "--out", str(out)], env=env, check=True, capture_output=True)
+            runs.append(("cold" if k == 0 else "warm", time.perf_counter() - start))
+            shutil.rmtree(out)
+    after = reference()
+    ref = None if before is None else (before + after) / 2
+    for cache, wall in runs:
+        ratio = "" if ref is None else f", {ref / wall:.1f}x the reference loop"
+        print(f"choicemarket run {args.config}, {cache} population cache: {wall:.1f} s{ratio}")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -40,6 +121,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="override max_steps")
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--end-to-end", action="store_true", help="time `choicemarket run` against refloop"
+    )
+    parser.add_argument(
+        "--ref-steps", type=int, default=None, help="reference steps timed (default: all)"
+    )
     args = parser.parse_args()
     overrides = [("market.max_steps", args.steps)] if args.steps else []
     exp = load_experiment(args.config, overrides=overrides)
@@ -53,6 +140,9 @@ def main() -> None:
         f"{args.config}: {len(runs)} runs x {steps} steps = {len(runs) * steps:,} market-steps, "
         f"{args.workers} worker(s), chunks of at most {args.max_batch} markets"
     )
+    if args.end_to_end:
+        end_to_end(args, len(runs) * steps)
+        return
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as out:
             start, cpu = time.perf_counter(), _cpu_seconds()

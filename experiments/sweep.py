@@ -102,10 +102,15 @@ def _one_thread():
     return threadpool_limits(1)
 
 
-def _chunk(market: dict, runs: list[Run], snapshot_every: int | None, progress=None) -> list:
-    """Run one chunk of markets with the same market settings; returns the run payloads."""
+def _chunk(
+    market: dict, runs: list[Run], snapshot_every: int | None, progress=None
+) -> list[tuple[str, str]]:
+    """Run one chunk of markets with the same market settings; returns ``(run id, run file
+    text)`` pairs, the JSON made here (in the worker, beside the other workers) so that the
+    parent only writes the files."""
     with _one_thread():
-        return _run_chunk(market, runs, snapshot_every, progress)
+        payloads = _run_chunk(market, runs, snapshot_every, progress)
+        return [(p["id"], json.dumps(p, allow_nan=False)) for p in payloads]
 
 
 def _run_chunk(market: dict, runs: list[Run], snapshot_every: int | None, progress) -> list:
@@ -227,12 +232,11 @@ def run_sweep(
             )
         computed: list[str] = []
 
-        def finish(payloads: list[dict]) -> None:
+        def finish(files: list[tuple[str, str]]) -> None:
             ids = []
-            for payload in payloads:
-                text = json.dumps(payload, allow_nan=False)
-                _write(out, runs_dir / f"{payload['id']}.json", text)
-                ids.append(payload["id"])
+            for run_id, text in files:
+                _write(out, runs_dir / f"{run_id}.json", text)
+                ids.append(run_id)
             computed.extend(ids)
             if on_chunk is not None:
                 on_chunk(ids)
