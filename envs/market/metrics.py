@@ -67,23 +67,25 @@ def learner_metrics(
     ``METRICS`` and the outside option's (when the market has one), then ``tail``."""
     s, pop = core.state, core.population
     B = s.batch.shape[1]
+    gl, ga = s.global_loss[m].tolist(), s.global_accuracy[m].tolist()
+    ll, users = s.local_loss[m].tolist(), s.counts[m].tolist()
+    queries = s.probe_queries[m].tolist()
+    social = sum(v * c for v, c in zip(ll, users)) / B
     bl, ba = pop.baseline_loss, pop.baseline_accuracy
-    gl, ga, ll, users = s.global_loss[m], s.global_accuracy[m], s.local_loss[m], s.counts[m]
-    lls, us = ll.tolist(), users.tolist()
-    social = sum(v * c for v, c in zip(lls, us)) / B  # one figure, summed in learner order
-    # one row per learner from the columns (elementwise numpy arithmetic rounds as Python's)
-    columns = (
-        gl.tolist(),
-        ga.tolist(),
-        (gl - bl).tolist(),
-        (ba - ga).tolist(),
-        lls,
-        (users / B).tolist(),
-        us,
-        s.probe_queries[m].tolist(),
-        [social] * len(us),
-    )
-    rows = [dict(zip(METRICS, values)) for values in zip(*columns)]
+    rows = [
+        {
+            "global_loss": gl[k],
+            "global_accuracy": ga[k],
+            "gap": gl[k] - bl,
+            "accuracy_gap": ba - ga[k],
+            "local_loss": ll[k],
+            "share": users[k] / B,
+            "users": users[k],
+            "probe_queries": queries[k],
+            "social_cost": social,
+        }
+        for k in range(len(ll))
+    ]
     if head is not None:
         rows = [{**h, **row} for h, row in zip(head, rows)]
     if core.outside is not None:

@@ -212,7 +212,7 @@ def stacked_observation(
     X, T, mask = core.padded_users(dtype)
     params = pick(s.theta)
     K = params.shape[0]
-    version = (m, learner, np.dtype(dtype).str, s.probe_version)
+    version = (m, learner, dtype, s.probe_version)
     if cache is not None and cache.get("version") == version:
         pX, pT, pmask = cache["arrays"]
     else:
@@ -224,6 +224,10 @@ def stacked_observation(
             for a in (pX, pT, pmask):
                 a.flags.writeable = False
             cache.update(version=version, arrays=(pX, pT, pmask))
+    stats = np.empty((3, K, 1), dtype)  # share, local loss, step
+    stats[0, :, 0] = pick(s.counts) / s.batch.shape[1]
+    stats[1, :, 0] = pick(s.local_loss)
+    stats[2] = s.step
     return {
         "params": params.reshape(K, -1).astype(dtype, copy=False),
         "covariates": pick(X),
@@ -232,9 +236,9 @@ def stacked_observation(
         "probe_covariates": pX,
         "probe_targets": pT,
         "probe_mask": pmask,
-        "share": (pick(s.counts) / s.batch.shape[1]).astype(dtype)[:, None],
-        "local_loss": pick(s.local_loss).astype(dtype)[:, None],
-        "step": np.full((K, 1), s.step, dtype),
+        "share": stats[0],
+        "local_loss": stats[1],
+        "step": stats[2],
     }
 
 
