@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from choicemarket.envs.market import losses
 from choicemarket.envs.market.config import MarketConfig
 from choicemarket.envs.market.losses import LOSSES, fit_erm
 from choicemarket.envs.market.population import _kmeans, dataset_for
@@ -47,7 +46,7 @@ def test_newton_reaches_the_lbfgs_optimum(census, monkeypatch, k):
     def refuse(*args, **kwargs):
         raise AssertionError("a logistic ERM that converges needs no L-BFGS")
 
-    monkeypatch.setattr(losses.optimize, "minimize", refuse)
+    monkeypatch.setattr(optimize, "minimize", refuse)  # losses imports it on first use
     for l2, w_ref in ref.items():
         w = fit_erm(FAMILY, X, q[:, None], l2, 1)[0]
         # never worse than L-BFGS, and within its stopping tolerance of the same value (with
