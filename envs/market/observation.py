@@ -32,7 +32,6 @@ peer_shares   n      [0, 1]      every learner's share of the batch
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping
 
 import numpy as np
@@ -244,10 +243,12 @@ def stacked_observation(
 
 class RowObservation(dict):
     """One learner's ``Dict`` observation: a plain ``dict`` of row views of the stacked arrays
-    of :func:`stacked_observation`, which it remembers (``stack``, ``row``) so that batched
-    policies read many learners' observations from the stack instead of restacking them."""
+    of :func:`stacked_observation`, which it remembers so that batched policies read many
+    learners' observations from the stack instead of restacking them. Any change to the dict
+    (a value replaced, added or removed) forgets the stack; a change inside an array is the
+    stack's too, the values being views of it."""
 
-    __slots__ = ("stack", "row", "_views")
+    __slots__ = ("_at",)
 
     @classmethod
     def rows(cls, stack: dict[str, np.ndarray]) -> list[RowObservation]:
@@ -256,19 +257,40 @@ class RowObservation(dict):
         out = []
         for row, views in enumerate(zip(*stack.values())):
             o = cls(zip(keys, views))
-            o.stack, o.row, o._views = stack, row, views
+            o._at = (stack, row)
             out.append(o)
         return out
 
     def stacked_row(self) -> tuple[dict[str, np.ndarray], int] | None:
-        """``(stack, row)`` while every value is still the view it was made with, else None."""
-        views = self._views
-        if len(self) != len(views) or not all(map(operator.is_, self.values(), views)):
-            return None
-        return self.stack, self.row
+        """``(stack, row)`` while the dict is as it was made, else None."""
+        return self._at
 
     def __reduce__(self):  # copies and pickles are plain dicts
         return dict, (dict(self),)
+
+
+def _forgets_the_stack(name: str):
+    method = getattr(dict, name)
+
+    def changed(self, *args, **kwargs):
+        self._at = None
+        return method(self, *args, **kwargs)
+
+    changed.__name__ = name
+    return changed
+
+
+for _name in (
+    "__setitem__",
+    "__delitem__",
+    "__ior__",
+    "clear",
+    "pop",
+    "popitem",
+    "setdefault",
+    "update",
+):
+    setattr(RowObservation, _name, _forgets_the_stack(_name))
 
 
 class StateFeatures:

@@ -187,3 +187,25 @@ def test_learner_metrics_from_columns_equal_the_per_learner_formula(name):
                 assert list(row)[: len(want)] == list(want) and row["eval_step"] == 1
                 for key, v in want.items():
                     assert type(row[key]) is type(v) and (row[key] == v or v != v), key
+
+
+def test_every_change_to_the_dict_forgets_the_stack():
+    env, _ = census_env()
+    obs, _ = env.reset(seed=0)
+    o = obs["learner_0"]
+    new = o["params"] + 1.0
+    changes = [
+        lambda d: d.__setitem__("params", new),
+        lambda d: d.update(params=new),
+        lambda d: d.__ior__({"params": new}),
+        lambda d: d.pop("step"),
+        lambda d: d.popitem(),
+        lambda d: d.setdefault("extra", 1),
+        lambda d: d.__delitem__("mask"),
+        lambda d: d.clear(),
+    ]
+    for change in changes:
+        d = RowObservation.rows({key: v[None] for key, v in o.items()})[0]
+        assert d.stacked_row() is not None
+        change(d)
+        assert d.stacked_row() is None
