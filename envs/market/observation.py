@@ -1,4 +1,8 @@
-"""Flat views of the market: a learner's flat observation and the global state.
+"""The learners' observations and the flat views of the market.
+
+:func:`stacked_observation` is the one home of a learner's ``Dict`` observation, for every
+learner of one market or of many at once: the ParallelEnv's observations are its rows
+(:class:`RowObservation`), the batched views and the flat features take it whole.
 
 :class:`ObservationFeatures` maps a learner's ``Dict`` observation (see
 :mod:`choicemarket.envs.market_v0`) to one float32 vector with finite bounds; it is the one
