@@ -23,7 +23,7 @@ import numpy as np
 
 from choicemarket.envs.checks import is_integer, is_real
 from choicemarket.envs.market.losses import mean_gradient, weighted_mean_gradient
-from choicemarket.envs.market.observation import RowObservation
+from choicemarket.envs.market.observation import OBSERVATION_KEYS, RowObservation
 from choicemarket.envs.market.spec import MarketSpec, require_market_spec
 
 SCHEDULES = ("constant", "inv_sqrt")
@@ -425,16 +425,8 @@ def act_batch(
     )
 
 
-_ACTED_ON = (
-    "params",
-    "covariates",
-    "targets",
-    "mask",
-    "probe_covariates",
-    "probe_targets",
-    "probe_mask",
-    "step",
-)
+# the observation entries the scripted policies read (not the share or the local loss)
+_ACTED_ON = tuple(k for k in OBSERVATION_KEYS if k not in ("share", "local_loss"))
 
 
 def _stacked(observations: Sequence[Mapping[str, np.ndarray]]) -> dict | None:

@@ -151,20 +151,19 @@ from pettingzoo.utils.conversions import parallel_to_aec
 from .market import collective as _collective
 from .market.config import MarketConfig
 from .market.core import MarketCore
-from .market.entry_exit import agent_event
-from .market.metrics import learner_metrics
+from .market.metrics import market_events, market_infos
 from .market.observation import (
     ObservationFeatures,
     RowObservation,
     StateFeatures,
     stacked_observation,
 )
-from .render import RENDER_FPS, Renderer, Trace, check_render_mode, draw
+from .render import RENDER_FPS, Renderer, Rendering, Trace, draw
 
 __all__ = ["env", "parallel_env", "raw_env"]
 
 
-class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
+class raw_env(Rendering, ParallelEnv):  # noqa: N801  (PettingZoo naming)
     """The market as a PettingZoo ``ParallelEnv`` (one market of :class:`MarketCore`)."""
 
     metadata = {
@@ -357,9 +356,7 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
     @property
     def events(self) -> list[dict]:
         """Entries and exits so far this episode (``{step, kind, agent, parent, users}``)."""
-        if self.core.entry is None:
-            return []
-        return [agent_event(e) for e in self.core.entry.events if e["market"] == 0]
+        return market_events(self.core, episode=True)[0]
 
     def _observations(self) -> dict:
         core = self.core
@@ -385,37 +382,14 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
         return self._state.vector(self.core, self.core.population.baseline_loss)
 
     def _infos(self) -> dict:
-        """Per-agent info dicts (``metrics.learner_metrics`` of this market, with the
-        baseline and the evaluation step)."""
-        core, s, pop = self.core, self.core.state, self.core.population
-        tail = {
-            "baseline_loss": pop.baseline_loss,
-            "baseline_accuracy": pop.baseline_accuracy,
-            "eval_step": s.eval_step,
-        }
-        if core.entry is not None:  # learners entering and leaving
-            tail["active_learners"] = int(core.entry.active[0].sum())
-            tail["events"] = [agent_event(e) for e in core.entry.step_events]
+        """Per-agent info dicts (``metrics.market_infos`` of this market), and the
+        collective's."""
         present = set(self.agents)
-        metrics = learner_metrics(core, 0, tail=tail)
+        metrics = market_infos(self.core, 0)
         infos = {a: metrics[k] for k, a in enumerate(self._index) if a in present}
         if self.collective is not None and self.agents:
             infos[_collective.COLLECTIVE] = self.collective.info(0)
         return infos
-
-    @property
-    def render_mode(self) -> str | None:
-        """The render mode; may be changed after construction (the image starts from then)."""
-        return self._renderer.mode
-
-    @render_mode.setter
-    def render_mode(self, mode: str | None) -> None:
-        self._renderer.mode = check_render_mode(mode)
-
-    def render(self) -> str | np.ndarray | None:
-        """The text table (``"ansi"``), the image (``"rgb_array"``), or None (``"human"``
-        shows it; ``None`` warns); see :mod:`choicemarket.envs.render`."""
-        return self._renderer.render()
 
     def _record(self) -> None:
         """Keep this step's shares and accuracies (test losses for regression) for the image,

@@ -73,14 +73,14 @@ from .checks import numeric_array
 from .participation.config import ParticipationConfig
 from .participation.core import ParticipationCore
 from .participation.observation import ParticipationFeatures, ParticipationState
-from .render import RENDER_FPS, Renderer, Trace, check_render_mode, draw
+from .render import RENDER_FPS, Renderer, Rendering, Trace, draw
 
 __all__ = ["env", "parallel_env", "raw_env"]
 
 SEGMENTED = 0.99  # an allocation above this on one learner counts as segmented
 
 
-class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
+class raw_env(Rendering, ParallelEnv):  # noqa: N801  (PettingZoo naming)
     """Participation dynamics as a PettingZoo ``ParallelEnv`` (one market of the core)."""
 
     metadata = {
@@ -239,20 +239,6 @@ class raw_env(ParallelEnv):  # noqa: N801  (PettingZoo naming)
             for k, a in enumerate(self.possible_agents)
             if a in self.agents
         }
-
-    @property
-    def render_mode(self) -> str | None:
-        """The render mode; may be changed after construction (the image starts from then)."""
-        return self._renderer.mode
-
-    @render_mode.setter
-    def render_mode(self, mode: str | None) -> None:
-        self._renderer.mode = check_render_mode(mode)
-
-    def render(self) -> str | np.ndarray | None:
-        """The text table (``"ansi"``), the image (``"rgb_array"``), or None (``"human"``
-        shows it; ``None`` warns); see :mod:`choicemarket.envs.render`."""
-        return self._renderer.render()
 
     def _record(self) -> None:
         """Keep this step's shares and local risks for the image; refresh the window."""

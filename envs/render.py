@@ -170,3 +170,23 @@ class Renderer:
 
             plt.close(self._figure)
             self._figure = None
+
+
+class Rendering:
+    """``render_mode`` and ``render()`` of an environment that holds a :class:`Renderer` as
+    ``_renderer``. The mode may be changed after construction (the image starts from then)."""
+
+    _renderer: Renderer
+
+    @property
+    def render_mode(self) -> str | None:
+        return self._renderer.mode
+
+    @render_mode.setter
+    def render_mode(self, mode: str | None) -> None:
+        self._renderer.mode = check_render_mode(mode)
+
+    def render(self) -> str | np.ndarray | None:
+        """The text table (``"ansi"``), the image (``"rgb_array"``), or None (``"human"``
+        shows it; without a mode it warns)."""
+        return self._renderer.render()

@@ -30,13 +30,13 @@ from choicemarket.envs.data.atomic import atomic_write
 from choicemarket.envs.market import collective as _collective
 from choicemarket.envs.market.config import MarketConfig
 from choicemarket.envs.market.core import MarketCore
-from choicemarket.envs.market.entry_exit import agent_event
 from choicemarket.envs.market.entry_exit import is_enabled as entry_enabled
 from choicemarket.envs.market.metrics import (
     COLLECTIVE_METRICS,
     METRICS,
     OUTSIDE_METRICS,
     history_rows,
+    market_events,
 )
 from choicemarket.envs.market.spec import MarketSpec
 from choicemarket.envs.market_v0 import learner_observations
@@ -266,10 +266,7 @@ def run_markets(
             _snapshot(snaps, s, snapshot_every)
         if progress is not None:
             progress(M)
-    events: list[list[dict]] = [[] for _ in range(M)]
-    if core.entry is not None:
-        for e in core.entry.events:
-            events[e["market"]].append(agent_event(e))
+    events = market_events(core, episode=True)
     return [MarketRun(seeds[m], rows[m], baseline, snaps[m], events[m]) for m in range(M)]
 
 

@@ -47,8 +47,7 @@ from choicemarket.baselines import FixedCollective
 from choicemarket.baselines.seeding import policy_seed
 from choicemarket.envs.market.config import MarketConfig
 from choicemarket.envs.market.core import MarketCore
-from choicemarket.envs.market.entry_exit import agent_event
-from choicemarket.envs.market.metrics import learner_metrics
+from choicemarket.envs.market.metrics import market_events, market_infos
 
 from .batched import collective_actions, observation_arrays
 from .flat_observation import ObservationFeatures
@@ -235,23 +234,12 @@ class MarketVecEnv(VecEnv):
 
     def _infos(self, present: np.ndarray) -> list[dict]:
         """Each slot's market info (``{"active": False}`` for a slot without a learner)."""
-        core, s, pop, n = self.core, self.core.state, self.core.population, self.n_learners
+        core, n = self.core, self.n_learners
         active = self._active()
-        events: list[list[dict]] = [[] for _ in range(self.n_markets)]
-        if core.entry is not None:
-            for e in core.entry.step_events:
-                events[e["market"]].append(agent_event(e))
+        events = market_events(core)
         infos: list[dict] = []
         for m in range(self.n_markets):  # info dicts are per entry: built market by market
-            tail = {
-                "baseline_loss": pop.baseline_loss,
-                "baseline_accuracy": pop.baseline_accuracy,
-                "eval_step": s.eval_step,
-            }
-            if core.entry is not None:
-                tail["active_learners"] = int(core.entry.active[m].sum())
-                tail["events"] = events[m]
-            rows = learner_metrics(core, m, tail=tail)
+            rows = market_infos(core, m, events[m])
             for k in range(n):
                 i = m * n + k
                 info = rows[k] if present[i] else {}

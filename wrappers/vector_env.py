@@ -47,8 +47,7 @@ from gymnasium.vector.utils import batch_space
 from choicemarket.baselines.seeding import policy_seed
 from choicemarket.envs.market.collective import COLLECTIVE
 from choicemarket.envs.market.core import MarketCore
-from choicemarket.envs.market.entry_exit import agent_event
-from choicemarket.envs.market.metrics import learner_metrics
+from choicemarket.envs.market.metrics import market_events, market_infos
 from choicemarket.envs.market_v0 import raw_env
 
 from .batched import collective_actions, observation_arrays, scripted_actions
@@ -332,23 +331,9 @@ class PlatformVectorEnv(gym.vector.VectorEnv):
             shares = core.state.share[at] if self.features.peer_shares else None
             sub = {key: v[at] for key, v in obs.items()}
             self._flat[markets] = self.features.vectors(sub, core.population.baseline_loss, shares)
-        s, pop = core.state, core.population
-        events: list[list[dict]] = [[] for _ in markets]
-        if core.entry is not None:
-            for e in core.entry.step_events:
-                j = np.flatnonzero(at == e["market"])
-                if len(j):
-                    events[int(j[0])].append(agent_event(e))
-        for i, (j, m) in enumerate(zip(at.tolist(), markets.tolist())):
-            tail = {
-                "baseline_loss": pop.baseline_loss,
-                "baseline_accuracy": pop.baseline_accuracy,
-                "eval_step": s.eval_step,
-            }
-            if core.entry is not None:
-                tail["active_learners"] = int(core.entry.active[j].sum())
-                tail["events"] = events[i]
-            self._infos[m] = learner_metrics(core, j, tail=tail)[ego]
+        events = market_events(core)
+        for j, m in zip(at.tolist(), markets.tolist()):
+            self._infos[m] = market_infos(core, j, events[j])[ego]
 
     def _output_obs(self):
         if self.features is None:

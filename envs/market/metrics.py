@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import MarketConfig
+from .entry_exit import agent_event
 
 if TYPE_CHECKING:
     from .core import MarketCore
@@ -58,6 +59,32 @@ def rewards(config: MarketConfig, core: MarketCore) -> np.ndarray:
     if config.probe_cost:
         r = r - config.probe_cost * s.probe_queries
     return r
+
+
+def market_events(core: MarketCore, episode: bool = False) -> list[list[dict]]:
+    """Each market's entry/exit events with agent names (:func:`agent_event`): this step's,
+    or with ``episode`` all of the episode's; empty lists without entry and exit."""
+    events: list[list[dict]] = [[] for _ in range(core.n_markets)]
+    if core.entry is not None:
+        for e in core.entry.events if episode else core.entry.step_events:
+            events[e["market"]].append(agent_event(e))
+    return events
+
+
+def market_infos(core: MarketCore, m: int, events: list[dict] | None = None) -> list[dict]:
+    """Market ``m``'s info dicts, one per learner slot: :func:`learner_metrics` followed by
+    the baseline's loss and accuracy, the evaluation step and, with entry and exit, the
+    number of active learners and this step's ``events`` (of :func:`market_events`)."""
+    s, pop = core.state, core.population
+    tail = {
+        "baseline_loss": pop.baseline_loss,
+        "baseline_accuracy": pop.baseline_accuracy,
+        "eval_step": s.eval_step,
+    }
+    if core.entry is not None:
+        tail["active_learners"] = int(core.entry.active[m].sum())
+        tail["events"] = market_events(core)[m] if events is None else events
+    return learner_metrics(core, m, tail=tail)
 
 
 def learner_metrics(
