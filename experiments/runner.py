@@ -39,7 +39,7 @@ from choicemarket.envs.market.metrics import (
     market_events,
 )
 from choicemarket.envs.market.spec import MarketSpec
-from choicemarket.envs.market_v0 import learner_observations
+from choicemarket.wrappers.batched import observation_policy_actions
 
 __all__ = [
     "COLLECTIVE_METRICS",
@@ -232,12 +232,7 @@ def run_markets(
                 )
         rows_other = np.flatnonzero(~is_msgd if acting is None else ~is_msgd & acting)
         if len(rows_other):  # policies that act on observations, market by market
-            for m in np.unique(rows_other // n).tolist():
-                obs = learner_observations(core, m, caches[m])
-                ks = [int(i) % n for i in rows_other if i // n == m]
-                given = [flat[m * n + k].act(obs[k]) for k in ks]
-                names = (f"actions['learner_{k}'] of market {m}" for k in ks)
-                actions[[m * n + k for k in ks]] = layout.validate_many(given, names)
+            observation_policy_actions(core, flat, rows_other, caches, actions)
         coll_actions = None
         if coll is not None:
             coll_actions = np.stack(

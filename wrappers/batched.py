@@ -32,6 +32,24 @@ def observation_arrays(core: MarketCore, learner: int | None = None) -> dict[str
     return stacked_observation(core, None, learner, np.float32)
 
 
+def observation_policy_actions(
+    core: MarketCore,
+    policies: Sequence[Any],
+    rows: np.ndarray,
+    caches: list[dict],
+    actions: np.ndarray,
+) -> None:
+    """Set ``actions[rows]`` to the checked actions of the policies that act on their
+    ``Dict`` observation (row ``m * n + k``: learner k of market m), market by market."""
+    n, layout = core.spec.n_learners, core.spec.actions
+    for m in np.unique(rows // n).tolist():
+        views = learner_observations(core, m, caches[m])
+        ks = [int(i) % n for i in rows if i // n == m]
+        given = [policies[m * n + k].act(views[k]) for k in ks]
+        names = (f"actions['learner_{k}'] of market {m}" for k in ks)
+        actions[[m * n + k for k in ks]] = layout.validate_many(given, names)
+
+
 def scripted_actions(
     core: MarketCore,
     policies: Sequence[Any],
@@ -77,12 +95,7 @@ def scripted_actions(
     others = np.flatnonzero(on & ~msgd)
     if len(others):  # policies acting on observation dicts
         caches = [{} for _ in range(M)] if caches is None else caches
-        for m in np.unique(others // n).tolist():
-            views = learner_observations(core, m, caches[m])
-            ks = [int(i) % n for i in others if i // n == m]
-            given = [policies[m * n + k].act(views[k]) for k in ks]
-            names = (f"actions['learner_{k}'] of market {m}" for k in ks)
-            actions[[m * n + k for k in ks]] = layout.validate_many(given, names)
+        observation_policy_actions(core, policies, others, caches, actions)
     low, high = layout._bounds
     return np.minimum(np.maximum(actions, low, out=actions), high, out=actions)
 
