@@ -105,15 +105,17 @@ def time_loop(steps: int, n_markets: int) -> float:
     return steps * n_markets / (CLOCK() - start)
 
 
-def reference_rate(path: Path) -> float | None:
-    """Steps per second of the reference-style loop, or None where it is not beside us."""
+def reference_rate(path: Path, repeats: int = 3) -> float | None:
+    """Steps per second of the reference-style loop (the median of ``repeats`` runs of 2,000
+    steps: one run alone moves with whatever else the machine does), or None where it is not
+    beside us."""
     if not path.exists():
         return None
     spec = importlib.util.spec_from_file_location("refloop", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.time = types.SimpleNamespace(perf_counter=CLOCK)  # timed on the same clock
-    return module.steps_per_second(T=2000)
+    return statistics.median(module.steps_per_second(T=2000) for _ in range(repeats))
 
 
 def measure(fn, steps: int, repeats: int, *extra) -> tuple[float, float]:
@@ -144,6 +146,9 @@ def main() -> None:
     parser.add_argument("--markets", type=int, nargs="*", default=[25, 100])
     parser.add_argument("--loop-markets", type=int, nargs="*", default=[64])
     parser.add_argument("--refloop", type=Path, default=REFLOOP)
+    parser.add_argument(
+        "--ref-repeats", type=int, default=3, help="runs of the reference loop per figure"
+    )
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     parser.add_argument("--blas-threads", type=int, default=1)
     args = parser.parse_args()
@@ -169,7 +174,7 @@ def main() -> None:
     rows += [(f"episode loop, M = {m} markets", time_loop, (m,)) for m in args.loop_markets]
     for name, fn, extra in rows:
         steps = args.steps if not extra or extra[0] == 1 else max(200, args.steps // extra[0] * 4)
-        ref = reference_rate(args.refloop)
+        ref = reference_rate(args.refloop, args.ref_repeats)
         med, best = measure(fn, steps, args.repeats, *extra)
         ratio = f"{med / ref:>11.2f}" if ref else f"{'-':>11}"
         print(f"{name:<34}{med:>16,.0f}{best:>10,.0f}{ratio}")
