@@ -25,11 +25,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 from choicemarket.baselines import MSGD, FixedCollective
 from choicemarket.baselines.msgd import learner_index
-from choicemarket.baselines.seeding import policy_seed
+from choicemarket.baselines.seeding import EpisodeSeeds
 from choicemarket.envs.checks import check_seed
 from choicemarket.envs.market.collective import COLLECTIVE
 from choicemarket.envs.market.spec import MarketSpec
@@ -102,9 +101,8 @@ class SingleLearner(gym.Env):
         self._opponent_slots = [k for k in range(n) if k != self.ego]
         self.action_space = market.action_space(self.agent)
         self.observation_space = market.observation_space(self.agent)
-        self._base_seed: int | None = None
+        self._episodes = EpisodeSeeds()
         self._finished = True
-        self._unseeded_episodes = 0
         self._observations: dict = {}
 
     @property
@@ -116,18 +114,13 @@ class SingleLearner(gym.Env):
     # ----------------------------------------------------------------- seeding
     def policy_seed(self, k: int) -> int:
         """The seed learner ``k``'s policy gets for the current episode."""
-        return policy_seed(self._base_seed, k, self._unseeded_episodes)
+        return self._episodes.policy(k)
 
     # ----------------------------------------------------------------- API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         seed = check_seed(seed)
         super().reset(seed=seed)
-        if seed is not None:
-            self._base_seed, self._unseeded_episodes = int(seed), 0
-        elif self._base_seed is None:
-            self._base_seed = int(np.random.SeedSequence().generate_state(1)[0])
-        else:
-            self._unseeded_episodes += 1
+        self._episodes.start(seed)
         observations, infos = self.market.reset(seed=seed, options=options)
         for a, policy in self.opponents.items():
             reset = getattr(policy, "reset", None)

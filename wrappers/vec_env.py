@@ -44,7 +44,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 from choicemarket.baselines import FixedCollective
-from choicemarket.baselines.seeding import policy_seed
+from choicemarket.baselines.seeding import EpisodeSeeds
 from choicemarket.envs.market.config import MarketConfig
 from choicemarket.envs.market.core import MarketCore
 from choicemarket.envs.market.metrics import market_events, market_infos
@@ -110,9 +110,7 @@ class MarketVecEnv(VecEnv):
             given = collective or FixedCollective(n_learners=n)
             self._collective = [copy.deepcopy(given) for _ in range(n_markets)]
         self._market_seeds: list[int | None] = [None] * n_markets
-        self._base_seeds: list[int | None] = [None] * n_markets
-        self._unseeded = [0] * n_markets
-        self._generators: list[np.random.Generator | None] = [None] * n_markets
+        self._episodes = [EpisodeSeeds() for _ in range(n_markets)]
         self._rngs = [np.random.default_rng(0)] * (n_markets * n)
         self._obs: dict[str, np.ndarray] = {}
         self._vectors = np.zeros((self.num_envs, self.features.size), np.float32)
@@ -138,21 +136,14 @@ class MarketVecEnv(VecEnv):
         continues them (the e-th unseeded episode)."""
         n = self.n_learners
         for m, seed in enumerate(seeds):
-            if seed is not None:
-                self._base_seeds[m], self._unseeded[m] = seed, 0
-                self._generators[m] = np.random.default_rng(seed)
-            elif self._base_seeds[m] is None:
-                self._base_seeds[m] = int(np.random.SeedSequence().generate_state(1)[0])
-                self._generators[m] = np.random.default_rng()
-            else:
-                self._unseeded[m] += 1
-            base, e = self._base_seeds[m], self._unseeded[m]
+            episode = self._episodes[m]
+            episode.start(seed)
             for k in range(n):
-                self._rngs[m * n + k] = np.random.default_rng(policy_seed(base, k, e))
+                self._rngs[m * n + k] = np.random.default_rng(episode.policy(k))
             if self._collective is not None and hasattr(self._collective[m], "reset"):
-                self._collective[m].reset(policy_seed(base, n, e))
+                self._collective[m].reset(episode.policy(n))
         gens = self.core.gens
-        gens.per_market = list(self._generators)
+        gens.per_market = [episode.generator for episode in self._episodes]
         gens.shared, gens.seeded = gens.per_market[0], True
         self.core.reset()  # continues the generators just set
 

@@ -44,7 +44,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from choicemarket.baselines.seeding import policy_seed
+from choicemarket.baselines.seeding import EpisodeSeeds
 from choicemarket.envs.market.collective import COLLECTIVE
 from choicemarket.envs.market.core import MarketCore
 from choicemarket.envs.market.metrics import market_events, market_infos
@@ -148,9 +148,7 @@ class PlatformVectorEnv(gym.vector.VectorEnv):
         self.action_space = batch_space(action_space, num_envs)
         self.render_mode = None
         M = num_envs
-        self._base_seed: list[int | None] = [None] * M
-        self._unseeded = np.zeros(M, np.int64)
-        self._generators: list[np.random.Generator | None] = [None] * M
+        self._episodes = [EpisodeSeeds() for _ in range(M)]
         self._knob_rngs = [np.random.default_rng(0)] * M
         self._phases: list[_Phase] = []
         self._phase_of = np.zeros(M, np.intp)  # market -> index into _phases
@@ -207,20 +205,13 @@ class PlatformVectorEnv(gym.vector.VectorEnv):
                     phase.live[slot] = False
                     phase.core.gens.per_market[slot] = np.random.default_rng(0)
         for m, seed in zip(markets.tolist(), seeds):
-            if seed is not None:
-                self._base_seed[m], self._unseeded[m] = seed, 0
-                self._generators[m] = np.random.default_rng(seed)
-            elif self._base_seed[m] is None:
-                self._base_seed[m] = int(np.random.SeedSequence().generate_state(1)[0])
-                self._generators[m] = np.random.default_rng()
-            else:
-                self._unseeded[m] += 1  # the market's generator continues
+            self._episodes[m].start(seed)
         self._phases = [p for p in self._phases if p.live.any()]
         groups = [markets] if self.config.population_seed is not None else markets[:, None]
         for group in groups:
             core = MarketCore(self.config, n_markets=len(group))
             gens = core.gens
-            gens.per_market = [self._generators[m] for m in group.tolist()]
+            gens.per_market = [self._episodes[m].generator for m in group.tolist()]
             gens.shared, gens.seeded = gens.per_market[0], True
             core.reset()  # continues the generators just set
             self._phases.append(_Phase(core, group))
@@ -229,14 +220,13 @@ class PlatformVectorEnv(gym.vector.VectorEnv):
             self._slot_of[phase.markets] = np.arange(len(phase.markets))
         n = self.market_spec.n_learners
         for m in markets.tolist():
-            base, e = self._base_seed[m], int(self._unseeded[m])
             for k, policy in enumerate(self._policies[m]):
                 if policy is not None and hasattr(policy, "reset"):
-                    policy.reset(policy_seed(base, k, e))
+                    policy.reset(self._episodes[m].policy(k))
             coll = self._collective[m]
             if coll is not None and hasattr(coll, "reset"):
-                coll.reset(policy_seed(base, n, e))
-            self._knob_rngs[m] = np.random.default_rng(policy_seed(base, self.ego, e))
+                coll.reset(self._episodes[m].policy(n))
+            self._knob_rngs[m] = np.random.default_rng(self._episodes[m].policy(self.ego))
         for phase in self._phases[len(self._phases) - len(groups) :]:
             self._record(phase, np.ones(len(phase.markets), bool))
 
