@@ -174,7 +174,8 @@ class Renderer:
 
 class Rendering:
     """``render_mode`` and ``render()`` of an environment that holds a :class:`Renderer` as
-    ``_renderer``. The mode may be changed after construction (the image starts from then)."""
+    ``_renderer`` and keeps its image's figures with ``_record()``. The mode may be changed
+    after construction (the image starts from then)."""
 
     _renderer: Renderer
 
@@ -184,7 +185,11 @@ class Rendering:
 
     @render_mode.setter
     def render_mode(self, mode: str | None) -> None:
+        recorded = self._renderer.records
         self._renderer.mode = check_render_mode(mode)
+        core = getattr(self, "core", None)
+        if self._renderer.records and not recorded and getattr(core, "state", None) is not None:
+            self._record()  # an image mode from now on: its first frame is this step
 
     def render(self) -> str | np.ndarray | None:
         """The text table (``"ansi"``), the image (``"rgb_array"``), or None (``"human"``

@@ -45,6 +45,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 from choicemarket.baselines import FixedCollective
 from choicemarket.baselines.seeding import EpisodeSeeds
+from choicemarket.envs.checks import check_seed
 from choicemarket.envs.market.config import MarketConfig
 from choicemarket.envs.market.core import MarketCore
 from choicemarket.envs.market.metrics import market_events, market_infos
@@ -119,6 +120,7 @@ class MarketVecEnv(VecEnv):
     # ----------------------------------------------------------------- seeding and reset
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
         """Seeds for the next reset: market ``m`` gets ``seed + m``."""
+        seed = check_seed(seed)
         if seed is None:
             return [None] * self.n_markets
         self._market_seeds = [int(seed) + m for m in range(self.n_markets)]
@@ -186,7 +188,7 @@ class MarketVecEnv(VecEnv):
         shape = (self.num_envs, *self.action_space.shape)
         try:
             a = np.asarray(actions, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ValueError(f"actions must be a numeric array of shape {shape}") from exc
         if a.shape != shape:
             raise ValueError(f"actions must have shape {shape}, got {a.shape}")

@@ -45,6 +45,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from choicemarket.baselines.seeding import EpisodeSeeds
+from choicemarket.envs.checks import check_seed
 from choicemarket.envs.market.collective import COLLECTIVE
 from choicemarket.envs.market.core import MarketCore
 from choicemarket.envs.market.metrics import market_events, market_infos
@@ -189,12 +190,7 @@ class PlatformVectorEnv(gym.vector.VectorEnv):
             seeds = list(seed)
         else:
             raise ValueError(f"seed must be None, an integer or a list of {M} integers or None")
-        for v in seeds:
-            if v is not None and (
-                isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0
-            ):
-                raise ValueError(f"seed must hold integers >= 0 or None, got {v!r}")
-        return [None if v is None else int(v) for v in seeds]
+        return [check_seed(v) for v in seeds]
 
     def _restart(self, markets: np.ndarray, seeds: list[int | None]) -> None:
         """Start new episodes in ``markets``, seeded as the single environment's reset."""
@@ -277,7 +273,7 @@ class PlatformVectorEnv(gym.vector.VectorEnv):
         shape = (M, *self.single_action_space.shape)
         try:
             a = np.asarray(actions, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ValueError(f"actions must be a numeric array of shape {shape}") from exc
         if a.shape != shape:
             raise ValueError(f"actions must have shape {shape}, got {a.shape}")

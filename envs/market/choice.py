@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..checks import MAX_MAGNITUDE, as_float, is_real, one_of, real_in, unit
+from ..checks import is_real, one_of, real_in, unit
 
 if TYPE_CHECKING:
     from .config import MarketConfig
@@ -49,13 +49,7 @@ def check_fields(cfg: MarketConfig) -> None:
     one_of(cfg, "choice_rule", CHOICE_RULES)
     unit(cfg, "preference_weight")
     unit(cfg, "uniform_weight")
-    t = as_float(cfg.temperature)
-    if t is None or not 0.0 < t <= MAX_MAGNITUDE:
-        raise ValueError(
-            f"temperature must be a finite number > 0 (at most {MAX_MAGNITUDE:g}), "
-            f"got {cfg.temperature!r}"
-        )
-    object.__setattr__(cfg, "temperature", t)
+    real_in(cfg, "temperature", 0.0, open_low=True)
     real_in(cfg, "loyalty_bonus")
     real_in(cfg, "mw_rate", 0.0, 1.0, open_low=True, open_high=True)
     if cfg.user_types is not None:

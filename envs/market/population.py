@@ -18,7 +18,7 @@ from ..data.preprocess import partition_rows_in_place
 from ..data.registry import Dataset
 from . import population_cache
 from .config import MarketConfig
-from .losses import LossFamily, fit_erm, logits, loss_family, quadratic_stats
+from .losses import LossFamily, fit_erm, logits, loss_family, mean_gradient, quadratic_stats
 
 
 @dataclass(frozen=True)
@@ -204,14 +204,9 @@ def published_start(
         # how many markets descend together
         w = theta0[:, k].copy()
         for _ in range(steps):
-            if len(X):
-                r = family.residual(np.matmul(X, w.swapaxes(1, 2)), T)  # (M, N_k, o)
-                g = np.matmul(r.swapaxes(1, 2), X)
-                g *= rate / len(X)
-                w *= shrink
-                w -= g
-            else:
-                w *= shrink
+            g = rate * mean_gradient(family, w, X, T) if len(X) else 0.0
+            w *= shrink
+            w -= g
         out[:, k] = w
     return out
 

@@ -274,3 +274,12 @@ def test_human_render_with_a_display_draws_the_image_in_one_window(monkeypatch):
     assert shown.shape == env._image().shape
     env.close()
     assert not plt.fignum_exists(window.number)
+
+
+@pytest.mark.parametrize("module", [market_v0, participation_v0])
+def test_switching_to_rgb_array_mid_episode_draws_the_current_step(module):
+    env = module.parallel_env()
+    env.reset(seed=0)
+    env.render_mode = "rgb_array"  # no step since: the image starts from this one
+    frame = env.render()
+    assert frame.ndim == 3 and frame.shape[-1] == 3 and frame.dtype == np.uint8

@@ -1,6 +1,7 @@
 """The runner's history, atomic result files, and the command line."""
 
 import csv
+import importlib
 import json
 import math
 import os
@@ -218,5 +219,7 @@ def test_atomic_write_never_changes_the_umask(tmp_path, monkeypatch):
         raise AssertionError("os.umask called")
 
     monkeypatch.setattr(os, "umask", forbidden)
-    path = runner.atomic_write(tmp_path / "r.csv", "a,b\n")
+    atomic = importlib.reload(importlib.import_module("choicemarket.envs.data.atomic"))
+    path = atomic.atomic_write(tmp_path / "r.csv", "a,b\n")  # importing it reads none either
     assert path.read_text() == "a,b\n"
+    assert runner.atomic_write(tmp_path / "s.csv", "c\n").read_text() == "c\n"

@@ -278,3 +278,15 @@ def test_shared_policy_bad_actions_change_nothing():
     same(list(venv.step(good)), list(twin.step(good)))
     with pytest.raises(ValueError, match="population_seed"):
         _vec(2, population_seed=None)
+
+
+def test_huge_integers_in_vector_actions_are_a_clean_error():
+    venv = gym.make_vec(
+        "choicemarket:choicemarket/PlatformStrategy-v0",
+        num_envs=2,
+        vectorization_mode="vector_entry_point",
+        max_steps=5,
+    )
+    venv.reset(seed=0)
+    with pytest.raises(ValueError, match="actions"):
+        venv.step([[10**400] * venv.single_action_space.shape[0]] * 2)
