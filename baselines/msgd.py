@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from choicemarket.envs.checks import is_integer, is_real
-from choicemarket.envs.market.losses import mean_gradient, weighted_mean_gradient
+from choicemarket.envs.market.losses import mean_gradient, set_rows, weighted_mean_gradient
 from choicemarket.envs.market.observation import OBSERVATION_KEYS, RowObservation
 from choicemarket.envs.market.spec import MarketSpec, require_market_spec
 
@@ -65,6 +66,7 @@ class MSGD:
         self._block: np.ndarray | None = None  # uniforms drawn ahead from ``rng``
         self._block_rng: np.random.Generator | None = None
         self._used = 0
+        self._group: _Blocks | None = None  # the blocks drawn with other policies
 
     def reset(self, seed: int | None = None) -> None:
         """Seed the policy's generator (MSGD itself draws nothing)."""
@@ -73,6 +75,7 @@ class MSGD:
     def uniforms(self, size: int) -> np.ndarray:
         """The next ``size`` uniforms of this policy's stream, drawn from ``rng`` ``BLOCK``
         calls at a time: the same numbers as one ``rng.random(size)`` per call."""
+        self._leave_group()
         block = self._block
         if block is None or self._block_rng is not self.rng or self._used == BLOCK:
             self._block = block = self.rng.random((BLOCK, size))
@@ -82,16 +85,18 @@ class MSGD:
         self._used += 1
         return block[self._used - 1]
 
+    def _leave_group(self) -> None:
+        """Continue alone from where the group's blocks are (the group stops serving)."""
+        group = self._group
+        if group is not None:
+            self._used, group.members, self._group = group.used, (), None
+
     def step_size(self, t: int) -> float:
         return self.eta if self.schedule == "constant" else self.eta / math.sqrt(t + 1)
 
     def probe_request(self, t: int) -> tuple[bool, tuple[int, ...], bool]:
         """(probe?, peers, route_by_preference) for step ``t``: MSGD never probes."""
         return False, (), False
-
-    def probe_batch(self, probe_mask: np.ndarray) -> np.ndarray | None:
-        """Indices of this step's probe batch, or None when not mixing in probes."""
-        return None
 
     def act(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
         """The action for one learner's observation."""
@@ -175,14 +180,6 @@ class MSGDP(MSGD):
         due = t == 0 or (self.probe_every is not None and t % self.probe_every == 0)
         return due, self.peers, self.scenario == "preference_aware"
 
-    def probe_batch(self, probe_mask: np.ndarray) -> np.ndarray | None:
-        """b_p row indices drawn uniformly with replacement from the held probe rows (the
-        market puts them first), or None when there are none or p = 0."""
-        n_valid = np.count_nonzero(probe_mask)
-        if self.p == 0 or n_valid == 0:
-            return None
-        return probe_rows(self.uniforms(self.probe_batch_size), n_valid)
-
     def describe(self) -> str:
         return (
             f"MSGDP(agent={self.agent}, p={self.p}, scenario={self.scenario}, eta={self.eta}, "
@@ -257,8 +254,8 @@ def msgd_update(
     of probers with equal batch sizes (or one prober: a slice of one row and a float p),
     optionally with a fifth entry, weights (R, b): then the covariates are the held probe
     sets and the weights count how often the probe batch drew each point (the same mean
-    gradient, without gathering the batch; when under half the held points were drawn, over
-    the drawn ones only). ``own`` (K, o, d), when given, is ``g`` itself
+    gradient, without gathering the batch; when under half of a held set of over 256 points
+    was drawn, over the drawn ones only). ``own`` (K, o, d), when given, is ``g`` itself
     (``X``, ``T``, ``mask`` are then unused: the batched core computes it from its segments).
     ``l2`` and ``neg_eta`` broadcast against (K, o, d). Gradients are computed in ``X``'s
     dtype (``own``'s when given).
@@ -273,14 +270,16 @@ def msgd_update(
         th = theta[rows].astype(dtype, copy=False)
         if counts:
             W = counts[0]
-            drawn = int(np.count_nonzero(W, axis=1).max(initial=0))
+            drawn = W.shape[1]
+            if drawn > 256:  # a large held set: count the points drawn
+                drawn = int(np.count_nonzero(W, axis=1).max(initial=0))
             if 2 * drawn < W.shape[1]:  # a few points of a large held set: only those
                 cols = np.argsort(W == 0, axis=1, kind="stable")[:, :drawn]
                 PX = np.take_along_axis(PX, cols[..., None], 1)
                 PT = np.take_along_axis(PT, cols[..., None], 1)
                 W = np.take_along_axis(W, cols, 1)
             z = np.matmul(PX, th.swapaxes(-1, -2))
-            h = weighted_mean_gradient(family, z, PT, PX, W[:, None, :])[:, 0]
+            h = weighted_mean_gradient(family, z, PT, PX, set_rows(*W.shape), len(W), W)
         else:
             h = mean_gradient(family, th, PX, PT)
         w = p if np.ndim(p) == 0 else np.asarray(p)[:, None, None]
@@ -303,9 +302,57 @@ def probe_batches(
         groups = [(b, rows[sizes == b], n_valid[sizes == b]) for b in np.unique(sizes).tolist()]
     out = []
     for b, sel, valid in groups:
-        u = np.array([policies[i].uniforms(b) for i in sel.tolist()])  # (R, b)
+        u = stream_uniforms([policies[i] for i in sel.tolist()], b)
         out.append((sel, probe_rows(u, valid[:, None])))
     return out
+
+
+class _Blocks:
+    """The blocks of policies that draw together: row r of ``array`` (R, BLOCK, size) is
+    ``members[r]``'s block, ``used`` rows of it are consumed. A member that draws alone
+    leaves (and empties ``members``, so the group serves no more)."""
+
+    __slots__ = ("array", "members", "rngs", "used")
+
+    def __init__(self, policies: Sequence[MSGD], size: int) -> None:
+        self.array = np.empty((len(policies), BLOCK, size))
+        self.members, self.rngs, self.used = tuple(policies), [p.rng for p in policies], 0
+        for r, pol in enumerate(policies):
+            pol.rng.random(out=self.array[r])  # the same numbers as pol.uniforms would draw
+            pol._block, pol._block_rng, pol._group = self.array[r], pol.rng, self
+
+    def serves(self, policies: Sequence[MSGD], size: int) -> bool:
+        """Whether the next row of every policy's stream is the next slice of ``array``."""
+        return (
+            self.used < BLOCK
+            and self.array.shape[2] == size
+            and len(policies) == len(self.members)
+            and all(map(operator.is_, policies, self.members))
+            and all(map(operator.is_, self.rngs, map(_RNG, policies)))
+        )
+
+
+_RNG = operator.attrgetter("rng")
+
+
+def stream_uniforms(policies: Sequence[MSGD], size: int) -> np.ndarray:
+    """(R, size): row r is ``policies[r].uniforms(size)``, the same numbers.
+
+    Policies that start a block together draw it into one (R, BLOCK, size) array (still one
+    draw from each generator), so while they stay in step a call reads one slice of it
+    instead of R blocks."""
+    group = policies[0]._group
+    if group is None or not group.serves(policies, size):
+        for pol in policies:
+            pol._leave_group()
+        if not all(
+            pol._block is None or pol._block_rng is not pol.rng or pol._used == BLOCK
+            for pol in policies
+        ):  # out of step: each policy from its own block
+            return np.array([pol.uniforms(size) for pol in policies])
+        group = _Blocks(policies, size)
+    group.used += 1
+    return group.array[:, group.used - 1]
 
 
 def learner_index(agent: int | str, n: int) -> int:
@@ -479,15 +526,7 @@ def act_arrays(
     constants = plan(policies) if constants is None else constants
     K, P = len(policies), layout.n_params
     probes = []
-    if len(constants.probers) == 1:  # the common case: one prober, plain views
-        i = constants.probers[0]
-        n_valid = np.count_nonzero(probe_mask[i])
-        if n_valid:
-            b = probe_rows(policies[i].uniforms(int(constants.batch[i])), n_valid)
-            PX, PT = probe_X[i][None], probe_T[i][None]
-            counts = probe_counts(b[None], PX.shape[1], PX.dtype)
-            probes.append((slice(i, i + 1), PX, PT, float(constants.p[i]), counts))
-    elif constants.probers:
+    if constants.probers:
         probers = np.array(constants.probers, np.intp)
         if isinstance(probe_mask, np.ndarray):
             n_valid = np.count_nonzero(probe_mask[probers], axis=1)

@@ -181,7 +181,7 @@ class Arrival:
     ``pref`` (M, B) preferred learner, ``active`` (M, n) bool or None (every learner present).
     The losses ``L`` (M, n, B), ``L_active`` (+inf at inactive learners) and ``best`` (the
     lowest-loss active learner, ties: lowest index) are computed when a rule first asks:
-    the common rules need only ``best``, found from ``LossFamily.choice_key`` without a
+    the common rules need only ``best``, found by ``LossFamily.best`` without a
     transcendental per learner.
     """
 
@@ -212,7 +212,7 @@ class Arrival:
     def best(self) -> np.ndarray:
         if self.active is not None:
             return self.L_active.argmin(1)
-        return self._family.choice_key(self.z, self.T, self._hard).argmax(-1)
+        return self._family.best(self.z, self.T, self._hard)
 
 
 class ChoiceRule(abc.ABC):

@@ -1,4 +1,4 @@
-"""The fused batched step: the choice key orders losses, own-user gradients from the choice's
+"""The fused batched step: the best learner is the lowest-loss one, own-user gradients from the choice's
 segments equal the padded ones, and the blocked random streams are the per-step streams."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from choicemarket.envs.market.losses import LOSSES, batch_logits, mean_gradient
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
-def test_choice_key_orders_learners_as_losses_do(task):
+def test_best_learner_is_the_lowest_loss(task):
     rng = np.random.default_rng(0)
     family = LOSSES[task]
     o = 3 if task == "multiclass" else 1
@@ -23,9 +23,10 @@ def test_choice_key_orders_learners_as_losses_do(task):
         T = np.eye(o)[rng.integers(0, o, (4, 50))]
     else:
         T = rng.integers(0, 2, (4, 50, 1)).astype(float)
-    key = family.choice_key(z, T, hard=task == "binary")
     L = family.loss(z, T[:, :, None, :])
-    np.testing.assert_array_equal(key.argmax(-1), L.argmin(-1))
+    np.testing.assert_array_equal(family.best(z, T, hard=task == "binary"), L.argmin(-1))
+    if task == "binary":  # the margin's order is the losses' order
+        np.testing.assert_array_equal(family.best(z, T, hard=False), L.argmin(-1))
 
 
 @pytest.mark.parametrize("dataset", ["acs-income", "digits", "synthetic-ratings"])
@@ -73,21 +74,38 @@ def test_probe_batch_uniforms_are_one_draw_per_batch():
     np.testing.assert_array_equal(pol.uniforms(7), np.random.default_rng(3).random(7))
 
 
-@pytest.mark.parametrize("b", [5, 400])
+def test_uniforms_of_policies_in_step_are_their_own_streams():
+    """Policies drawing together share one array of blocks and still get exactly their own
+    generators' numbers, also when one of them drew alone in between (out of step)."""
+    from choicemarket.baselines.msgd import stream_uniforms
+
+    spec = MarketCore(MarketConfig.from_kwargs(dataset="acs-income")).spec
+    pols = [MSGDP(spec, 0, p=0.5, seed=s) for s in (3, 4, 5)]
+    refs = [np.random.default_rng(s) for s in (3, 4, 5)]
+    for t in range(3 * BLOCK + 5):
+        if t == BLOCK + 2:  # one policy draws alone: the group falls back to each stream
+            np.testing.assert_array_equal(pols[1].uniforms(7), refs[1].random(7))
+        got = stream_uniforms(pols, 7)
+        np.testing.assert_array_equal(got, np.stack([r.random(7) for r in refs]))
+        if t <= BLOCK + 1:  # in step: one slice of the group's blocks
+            assert got.base is pols[0]._group.array
+
+
+@pytest.mark.parametrize("b", [5, 2000])
 def test_probe_batch_by_counts_is_the_mean_over_the_batch(b):
-    """Counts over a held set of 200 points give the probe batch's mean gradient whether the
+    """Counts over a held set of 600 points give the probe batch's mean gradient whether the
     batch is small (only the drawn points are used) or large (every held point is)."""
     from choicemarket.baselines.msgd import msgd_update, probe_counts
 
     rng = np.random.default_rng(1)
     family = LOSSES["binary"]
     theta = rng.normal(size=(3, 1, 4))
-    PX = rng.normal(size=(2, 200, 4))
-    PT = (rng.random((2, 200, 1)) < 0.5).astype(float)
-    idx = rng.integers(0, 200, (2, b))
+    PX = rng.normal(size=(2, 600, 4))
+    PT = (rng.random((2, 600, 1)) < 0.5).astype(float)
+    idx = rng.integers(0, 600, (2, b))
     own = np.zeros_like(theta)
     rows = np.array([0, 2])
-    probes = [(rows, PX, PT, np.array([1.0, 1.0]), probe_counts(idx, 200))]
+    probes = [(rows, PX, PT, np.array([1.0, 1.0]), probe_counts(idx, 600))]
     u = msgd_update(family, theta, None, None, None, probes, 0.0, -1.0, own)
     batch_X = np.take_along_axis(PX, idx[..., None], 1)
     batch_T = np.take_along_axis(PT, idx[..., None], 1)
