@@ -12,6 +12,7 @@ Every family has ``dl/dz = residual(z, T)``, so the mean gradient over a set of 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -247,9 +248,12 @@ def weighted_mean_gradient(
 _NO_WEIGHTS = np.zeros((0, 0))
 
 
+@functools.lru_cache(maxsize=64)
 def set_rows(K: int, B: int) -> np.ndarray:
-    """``seg`` of K sets of B users each, set k in row k: (K, B), a broadcast view."""
-    return np.broadcast_to(np.arange(K)[:, None], (K, B))
+    """``seg`` of K sets of B users each, set k in row k: (K, B), read-only."""
+    seg = np.repeat(np.arange(K), B).reshape(K, B)
+    seg.flags.writeable = False
+    return seg
 
 
 def _masked_mean_gradient(

@@ -1,5 +1,6 @@
-"""The fused batched step: the best learner is the lowest-loss one, own-user gradients from the choice's
-segments equal the padded ones, and the blocked random streams are the per-step streams."""
+"""The fused batched step: the best learner is the lowest-loss one, own-user gradients from
+the choice's segments equal the padded ones, and the blocked random streams are the per-step
+streams."""
 
 from __future__ import annotations
 
