@@ -290,9 +290,9 @@ def msgd_update(
 def probe_batches(
     policies: Sequence[MSGDP], rows: np.ndarray, n_valid: np.ndarray, sizes: np.ndarray
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The probe-batch rows of probers ``rows`` holding ``n_valid`` probe points each, drawn
-    from each policy's generator as :meth:`MSGDP.probe_batch` draws them
-    (``floor(u n_valid)``): groups ``(rows, indices (R, b))`` of equal batch size b
+    """The probe-batch rows of probers ``rows`` holding ``n_valid`` probe points each,
+    ``floor(u n_valid)`` for the next uniforms ``u`` of each policy's stream
+    (:meth:`MSGD.uniforms`): groups ``(rows, indices (R, b))`` of equal batch size b
     (``sizes``: each row's b)."""
     if len(sizes) == 0:
         return []
@@ -529,7 +529,7 @@ def act_arrays(
     if constants.probers:
         probers = np.array(constants.probers, np.intp)
         if isinstance(probe_mask, np.ndarray):
-            n_valid = np.count_nonzero(probe_mask[probers], axis=1)
+            n_valid = np.add.reduce(probe_mask[probers] != 0, 1)
         else:
             n_valid = np.array([np.count_nonzero(probe_mask[i]) for i in probers])
         held = n_valid > 0

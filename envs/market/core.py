@@ -227,8 +227,9 @@ class MarketCore:
             answer_probes(self, probe, peers, route)
         elif s.probe_queries is not self._no_queries:
             s.probe_queries = self._no_queries
-        s.theta += updates.reshape(s.theta.shape)
-        np.clip(s.theta, -MAX_PARAM, MAX_PARAM, out=s.theta)  # parameters stay bounded
+        theta = s.theta
+        theta += updates.reshape(theta.shape)
+        np.minimum(np.maximum(theta, -MAX_PARAM, out=theta), MAX_PARAM, out=theta)  # bounded
         s.step += 1
         for c in self.components:
             c.before_arrival(self)

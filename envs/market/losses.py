@@ -35,11 +35,10 @@ def batch_logits(theta: np.ndarray, X: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    """The logistic function ``1 / (1 + exp(-z))`` (scipy's ``expit``; scipy is imported on
-    first use, so that processes that only plan or read results do not pay for it)."""
-    from scipy.special import expit
-
-    return expit(z)
+    """The logistic function ``1 / (1 + exp(-z))`` (``kernels.sigmoid``), in z's float type."""
+    z = np.asarray(z)
+    flat = np.ascontiguousarray(z.reshape(-1), np.float64 if z.dtype.kind != "f" else None)
+    return kernels.sigmoid(flat).reshape(z.shape)
 
 
 @dataclass(frozen=True)
