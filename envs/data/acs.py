@@ -41,6 +41,13 @@ After the rows are selected, each column is standardised to mean 0 and standard 
 the kept rows (a constant column becomes all 0). ``intercept=True`` then appends a constant 1.0
 column named ``intercept``.
 
+Parsed tables are cached on disk (:func:`read_table`, cache kind ``tables`` of
+:mod:`~choicemarket.envs.data.array_cache`): one ``.npz`` per packaged file, keyed by
+blake2b-160 of the gzip file's bytes, the columns and reader options, the source of this module
+and of ``datafile.py``, the numpy version and ``TABLE_FORMAT``, so that a new process skips the
+CSV parse. ``CHOICEMARKET_CACHE_DIR=off`` parses every time; a broken file is re-parsed and
+rewritten, with a warning.
+
 ``group_by`` (optional) fills ``Dataset.groups`` with one integer per person: ``"race"`` the
 RAC1P code minus 1 (0 White alone, 1 Black alone, ..., 8 two or more races; names in
 ``extra["group_names"]``), ``"puma"`` the index of the person's PUMA (area) in sorted order of
@@ -50,12 +57,17 @@ the area codes.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import numbers
 import os
 from importlib.resources import as_file, files
+from pathlib import Path
 
 import numpy as np
 
+from . import datafile
+from .array_cache import ArrayCache
 from .datafile import read_csv_columns
 from .preprocess import check_bool, design_matrix
 from .registry import Dataset, register_dataset
@@ -124,6 +136,11 @@ RACE_NAMES: tuple[str, ...] = (
 )
 _COLUMNS: tuple[str, ...] = (*FEATURES, "PINCP", "INDP_CAT", "PUMA")
 _DATA_PACKAGE = "choicemarket.envs.data"
+# options of read_csv_columns for the excerpts (part of the table cache key)
+_READER: dict = {"null": "N", "strings": ("PUMA",), "max_abs": MAX_ABS_VALUE}
+TABLE_FORMAT = 1  # bump when the cached table's layout changes
+_TABLES = ArrayCache("tables", "table", compress=False)
+_code_version: str | None = None
 
 
 def data_file_name(region: str, year: int) -> str:
@@ -136,7 +153,50 @@ def read_table(region: str, year: int) -> dict[str, np.ndarray]:
     """The packaged CSV of ``region`` and ``year`` parsed by :func:`read_table_file`, cached."""
     _check_region_year(region, year)
     with as_file(files(_DATA_PACKAGE) / "files" / data_file_name(region, year)) as path:
+        return read_table_cached(path)
+
+
+def read_table_cached(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """:func:`read_table_file` of ``path`` through the on-disk table cache (module docstring):
+    the same read-only columns, dtypes and order, parsed once per file, reader and code."""
+    if _TABLES.folder() is None:
         return read_table_file(path)
+    key = table_key(path)
+    table = _TABLES.load(key, _COLUMNS)
+    if table is None:
+        table = read_table_file(path)
+        _TABLES.store(key, table, _COLUMNS)
+        return table
+    for values in table.values():
+        values.flags.writeable = False
+    return table
+
+
+def table_key(path: str | os.PathLike) -> str:
+    """Key of a parsed table: blake2b-160 of the file's bytes, columns, reader and code."""
+    payload = json.dumps(
+        {
+            "format": TABLE_FORMAT,
+            "file": hashlib.blake2b(Path(path).read_bytes(), digest_size=20).hexdigest(),
+            "columns": _COLUMNS,
+            "reader": _READER,
+            "code": _table_code_version(),
+        },
+        sort_keys=True,
+        default=repr,
+    )
+    return hashlib.blake2b(payload.encode(), digest_size=20).hexdigest()
+
+
+def _table_code_version() -> str:
+    """numpy's version and a hash of the parsing code (this module and ``datafile.py``)."""
+    global _code_version
+    if _code_version is None:
+        h = hashlib.blake2b(digest_size=16)
+        for module in (datafile.__file__, __file__):
+            h.update(Path(module).read_bytes())
+        _code_version = f"{np.__version__}/{h.hexdigest()}"
+    return _code_version
 
 
 def read_table_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -147,7 +207,7 @@ def read_table_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     or ``N``, a non-finite cell or one beyond ``MAX_ABS_VALUE`` in magnitude raises
     ``DataFileError`` (a ValueError) naming the file, line and column.
     """
-    return read_csv_columns(path, _COLUMNS, null="N", strings=("PUMA",), max_abs=MAX_ABS_VALUE)
+    return read_csv_columns(path, _COLUMNS, **_READER)
 
 
 def _check_region_year(region: str, year: int) -> None:
