@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from choicemarket.envs.checks import is_integer, is_real
-from choicemarket.envs.market.losses import mean_gradient, set_rows, weighted_mean_gradient
+from choicemarket.envs.market.losses import mean_gradient, weighted_mean_gradient
 from choicemarket.envs.market.observation import OBSERVATION_KEYS, RowObservation
 from choicemarket.envs.market.spec import MarketSpec, require_market_spec
 
@@ -279,7 +279,7 @@ def msgd_update(
                 PT = np.take_along_axis(PT, cols[..., None], 1)
                 W = np.take_along_axis(W, cols, 1)
             z = np.matmul(PX, th.swapaxes(-1, -2))
-            h = weighted_mean_gradient(family, z, PT, PX, set_rows(*W.shape), len(W), W)
+            h = weighted_mean_gradient(family, z, PT, PX, W[:, None, :])[:, 0]
         else:
             h = mean_gradient(family, th, PX, PT)
         w = p if np.ndim(p) == 0 else np.asarray(p)[:, None, None]

@@ -27,7 +27,7 @@ import numbers
 import numpy as np
 
 from ..checks import MAX_PARAM, check_seed
-from . import entry_exit, kernels, outside
+from . import entry_exit, outside
 from .actions import ActionLayout
 from .choice import Arrival, make_choice_rule
 from .collective import Collective
@@ -302,8 +302,12 @@ class MarketCore:
         else:
             zs = z.reshape(M * B * n, o).take(flat, 0).reshape(M, B, o)
         served = pop.family.loss(zs, T)
-        counts, sums = kernels.segment_sums(self._segments(choice).ravel(), served.ravel(), M * n)
-        counts, sums = counts.reshape(M, n), sums.reshape(M, n)
+        key = (self._market_offset + c).ravel()
+        weights = served.ravel()
+        if ok is not None:
+            key, weights = key[ok.ravel()], weights[ok.ravel()]
+        counts = np.bincount(key, minlength=M * n).reshape(M, n)
+        sums = np.bincount(key, weights=weights, minlength=M * n).reshape(M, n)
         if ok is not None and not ok.all():
             served = np.where(ok, served, math.nan)
         if np.logical_and.reduce(counts, None):
@@ -334,22 +338,11 @@ class MarketCore:
     def user_gradients(self) -> np.ndarray:
         """(M, n, o, d): each learner's mean loss gradient over the users who chose it in the
         current batch (zero if none), ``g_k = sum_{b: choice_b = k} dl/dz_b x_b^T / |U_k|``,
-        from the logits the users chose by, summed per learner in one pass over the batch."""
+        from the logits the users chose by: one product per market over the batch."""
         s = self.state
-        M, n = s.counts.shape
+        W = s.choice[:, None, :] == self._learners  # the one-hot of the choice, (M, n, B)
         family = self.spec.family
-        seg = self._segments(s.choice)
-        g = weighted_mean_gradient(
-            family, s.served_logits, s.batch_T, s.batch_X, seg, M * n, total=s.counts.ravel()
-        )
-        return g.reshape(M, n, *g.shape[1:])
-
-    def _segments(self, choice: np.ndarray) -> np.ndarray:
-        """(M, B): the market-learner segment ``m n + k`` of each user's choice (-1: none)."""
-        seg = self._market_offset + choice
-        if self.outside is not None:
-            seg[choice < 0] = -1
-        return seg
+        return weighted_mean_gradient(family, s.served_logits, s.batch_T, s.batch_X, W, s.counts)
 
     def padded_users(self, dtype=np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each learner's view of the current batch: its own users at their batch positions,

@@ -12,13 +12,11 @@ Every family has ``dl/dz = residual(z, T)``, so the mean gradient over a set of 
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..data.ratings import NORMALISATIONS
-from . import kernels
 
 
 def logits(theta: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -35,10 +33,10 @@ def batch_logits(theta: np.ndarray, X: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    """The logistic function ``1 / (1 + exp(-z))`` (``kernels.sigmoid``), in z's float type."""
-    z = np.asarray(z)
-    flat = np.ascontiguousarray(z.reshape(-1), np.float64 if z.dtype.kind != "f" else None)
-    return kernels.sigmoid(flat).reshape(z.shape)
+    """The logistic function ``1 / (1 + exp(-z))``: for float64 the same numbers as scipy's
+    ``expit`` (no scipy import in every process that steps a market); 0 below about -745."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-z))
 
 
 @dataclass(frozen=True)
@@ -94,16 +92,13 @@ class LossFamily:
         return lse - (T * z).sum(-1)
 
     def best(self, z: np.ndarray, T: np.ndarray, hard: bool) -> np.ndarray:
-        """The lowest-loss learner of each user (ties: lowest index): logits (M, B, n, o) and
-        targets (M, B, t) -> (M, B). For the logistic loss with 0/1 targets (``hard``) from
-        the margin ``(2q - 1) z`` (``l = softplus(-margin)`` is strictly decreasing in it), so
-        no transcendental per learner; otherwise from the losses."""
-        M, B, n, o = z.shape
+        """The lowest-loss learner of each user (ties: lowest index): logits (..., n, o) and
+        targets (..., t) -> (...). For the logistic loss with 0/1 targets (``hard``) from the
+        margin ``(2q - 1) z`` (``l = softplus(-margin)`` is strictly decreasing in it), so no
+        transcendental per learner; otherwise from the losses."""
         if self.name == "logistic" and hard:
-            best = kernels.margin_argmax(z.reshape(M * B, n), T.reshape(M * B))
-        else:
-            best = kernels.argmax_rows(-self.loss(z, T[..., None, :]).reshape(M * B, n))
-        return best.reshape(M, B)
+            return (z[..., 0] * (2.0 * T[..., None, 0] - 1.0)).argmax(-1)
+        return self.loss(z, T[..., None, :]).argmin(-1)
 
     def residual(self, z: np.ndarray, T: np.ndarray) -> np.ndarray:
         """``dl/dz``: 2(z - y), sigmoid(z) - q, or softmax(z) - q."""
@@ -211,8 +206,7 @@ def mean_gradient(
     if mask is None:
         r = family.residual(z, T)
         return np.matmul(r.swapaxes(-1, -2), X) / X.shape[-2]
-    K, B = mask.shape
-    return weighted_mean_gradient(family, z, T, X, set_rows(K, B), K, mask)
+    return weighted_mean_gradient(family, z, T, X, mask[:, None, :])[:, 0]
 
 
 def weighted_mean_gradient(
@@ -220,39 +214,29 @@ def weighted_mean_gradient(
     z: np.ndarray,
     T: np.ndarray,
     X: np.ndarray,
-    seg: np.ndarray,
-    n_seg: int,
-    w: np.ndarray | None = None,
+    W: np.ndarray,
     total: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Mean loss gradients of ``n_seg`` weighted sets of users, zero for an empty set.
+    """Mean loss gradients of n weighted sets of the same users, zero for an empty set.
 
-    Users sit in an (S, b) grid: logits ``z`` (S, b, o) at the parameters of the user's set,
-    targets ``T`` (S, b, t), covariates ``X`` (S, b, d); user (s, i) belongs to set
-    ``seg[s, i]`` (-1: none; ``seg`` may be broadcast) with weight ``w[s, i]`` (None: 1)
-    -> (n_seg, o, d): ``g_k = sum_{seg = k} w dl/dz x^T / max(1, W_k)``, ``W_k`` the sum of
-    the set's weights (``total`` (n_seg,), when the caller knows it). One pass over the users
-    (``kernels.segment_outer_sums``): a batch split among learners needs no learner-padded
-    copy, a probe set weighted by draw counts no gather of the draws.
+    Logits ``z`` (M, B, o) of each user at the parameters of interest, targets ``T``
+    (M, B, t), covariates ``X`` (M, B, d), weights ``W`` (M, n, B) (0/1 or bool: membership)
+    -> (M, n, o, d): ``g_k = sum_b W_kb dl/dz_b x_b^T / max(1, sum_b W_kb)``. For a batch
+    split among learners, ``z`` holds each user's logits at the learner it chose and ``W`` is
+    the one-hot of the choice: one product per market, no learner-padded copy of the batch.
+    ``total`` (M, n), when given, is ``sum_b W_kb`` (known to the caller).
     """
-    r = family.residual(z, T)
-    weights = _NO_WEIGHTS if w is None else w
-    if weights.dtype != np.float64:
-        weights = weights.astype(np.float64)
-    g, sums = kernels.segment_outer_sums(r, X.astype(r.dtype, copy=False), seg, weights, n_seg)
-    g /= np.maximum(sums if total is None else total, 1)[:, None, None]
+    M, n, B = W.shape
+    r = family.residual(z, T)  # (M, B, o)
+    o, d = r.shape[-1], X.shape[-1]
+    if o == 1:
+        Wr = W * r[:, None, :, 0]
+    else:
+        Wr = (W[:, :, None, :] * r.swapaxes(1, 2)[:, None]).reshape(M, n * o, B)
+    g = np.matmul(Wr, X).reshape(M, n, o, d)
+    count = np.add.reduce(W, -1) if total is None else total
+    g /= np.maximum(count, 1)[:, :, None, None]
     return g
-
-
-_NO_WEIGHTS = np.zeros((0, 0))
-
-
-@functools.lru_cache(maxsize=64)
-def set_rows(K: int, B: int) -> np.ndarray:
-    """``seg`` of K sets of B users each, set k in row k: (K, B), read-only."""
-    seg = np.repeat(np.arange(K), B).reshape(K, B)
-    seg.flags.writeable = False
-    return seg
 
 
 def _masked_mean_gradient(

@@ -428,13 +428,13 @@ def test_sweep_runs_extended_markets_batched(tmp_path, extension):
 
 def test_worker_imports_leave_out_heavy_libraries(tmp_path):
     """A sweep worker (and the parent that plans the sweep) imports the runner and the sweep
-    without scipy, scikit-learn, matplotlib, pandas, torch or numba: each would add a fraction
-    of a second to every worker's start (numba is imported when a compiled loop first runs)."""
+    without scipy, scikit-learn, matplotlib, pandas or torch: each would add a fraction of a
+    second to every worker's start."""
     code = (
         "import sys\n"
         "import choicemarket.experiments.sweep, choicemarket.experiments.runner\n"
         "import choicemarket.experiments.cli\n"
-        "heavy = ('scipy', 'sklearn', 'matplotlib', 'pandas', 'torch', 'numba')\n"
+        "heavy = ('scipy', 'sklearn', 'matplotlib', 'pandas', 'torch')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run(
