@@ -140,7 +140,6 @@ Arguments
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -159,11 +158,12 @@ from .market.observation import (
     stacked_observation,
 )
 from .render import RENDER_FPS, Renderer, Rendering, Trace, draw
+from .views import CoreViews
 
 __all__ = ["env", "parallel_env", "raw_env"]
 
 
-class raw_env(Rendering, ParallelEnv):  # noqa: N801  (PettingZoo naming)
+class raw_env(Rendering, CoreViews, ParallelEnv):  # noqa: N801  (PettingZoo naming)
     """The market as a PettingZoo ``ParallelEnv`` (one market of :class:`MarketCore`)."""
 
     metadata = {
@@ -202,12 +202,6 @@ class raw_env(Rendering, ParallelEnv):  # noqa: N801  (PettingZoo naming)
         self.state_space = self._state.space
         self._probe_cache: dict = {}
         self._off_rows: np.ndarray | None = None  # 'off' actions of every slot
-
-    @property
-    def spec_info(self):
-        """Deprecated name of :attr:`market_spec` (too close to Gymnasium's ``env.spec``)."""
-        warnings.warn("spec_info is deprecated; use market_spec", DeprecationWarning, stacklevel=2)
-        return self.market_spec
 
     # ----------------------------------------------------------------- spaces
     def _make_observation_space(self) -> spaces.Dict:
@@ -454,20 +448,6 @@ class raw_env(Rendering, ParallelEnv):  # noqa: N801  (PettingZoo naming)
                 + " ".join(f"{v:.3f}" for v in c["planting_success"])
             )
         return "\n".join(lines)
-
-    def close(self) -> None:
-        self._renderer.close()
-
-    # ----------------------------------------------------------------- conveniences
-    @property
-    def state_arrays(self):
-        """The core's :class:`MarketState` (market axis of length 1); read-only by contract."""
-        return self.core.state
-
-    @property
-    def population(self):
-        """The current population (split, preferences, baseline)."""
-        return self.core.population
 
 
 def learner_observations(

@@ -61,7 +61,6 @@ Arguments
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -74,13 +73,14 @@ from .participation.config import ParticipationConfig
 from .participation.core import ParticipationCore
 from .participation.observation import ParticipationFeatures, ParticipationState
 from .render import RENDER_FPS, Renderer, Rendering, Trace, draw
+from .views import CoreViews
 
 __all__ = ["env", "parallel_env", "raw_env"]
 
 SEGMENTED = 0.99  # an allocation above this on one learner counts as segmented
 
 
-class raw_env(Rendering, ParallelEnv):  # noqa: N801  (PettingZoo naming)
+class raw_env(Rendering, CoreViews, ParallelEnv):  # noqa: N801  (PettingZoo naming)
     """Participation dynamics as a PettingZoo ``ParallelEnv`` (one market of the core)."""
 
     metadata = {
@@ -124,12 +124,6 @@ class raw_env(Rendering, ParallelEnv):  # noqa: N801  (PettingZoo naming)
             self._observation_space = self.features.space
         self._state = ParticipationState(d, J, n, T)
         self.state_space = self._state.space
-
-    @property
-    def spec_info(self):
-        """Deprecated name of :attr:`market_spec` (too close to Gymnasium's ``env.spec``)."""
-        warnings.warn("spec_info is deprecated; use market_spec", DeprecationWarning, stacklevel=2)
-        return self.market_spec
 
     def observation_space(self, agent: str) -> spaces.Space:
         self._check_agent(agent)
@@ -278,19 +272,6 @@ class raw_env(Rendering, ParallelEnv):  # noqa: N801  (PettingZoo naming)
             alloc = np.array2string(s.alpha[0, j], precision=3, suppress_small=True)
             lines.append(f"{name:<12} mass {masses[j]:.3f} allocation {alloc}")
         return "\n".join(lines)
-
-    def close(self) -> None:
-        self._renderer.close()
-
-    @property
-    def state_arrays(self):
-        """The core's :class:`ParticipationState` (market axis of length 1); read-only."""
-        return self.core.state
-
-    @property
-    def population(self):
-        """The sub-populations (masses, risks as quadratic forms, optima)."""
-        return self.core.population
 
 
 def _validated(action, d: int, agent: str) -> np.ndarray:

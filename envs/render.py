@@ -195,3 +195,7 @@ class Rendering:
         """The text table (``"ansi"``), the image (``"rgb_array"``), or None (``"human"``
         shows it; without a mode it warns)."""
         return self._renderer.render()
+
+    def close(self) -> None:
+        """Close the window of ``"human"`` rendering, if one is open."""
+        self._renderer.close()
