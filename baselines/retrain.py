@@ -8,11 +8,11 @@ towards that target by at most ``max_update`` per coordinate per step.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 
 import numpy as np
 
+from choicemarket.envs.checks import is_integer, is_real
 from choicemarket.envs.market.losses import fit_erm
 from choicemarket.envs.market.spec import MarketSpec, require_market_spec
 
@@ -32,10 +32,10 @@ class Retrain:
     ) -> None:
         spec = require_market_spec(spec, "Retrain")
         for name, v in (("every", every), ("window", window)):
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+            if not is_integer(v) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
         l2 = spec.l2 if l2 is None else l2
-        if isinstance(l2, bool) or not isinstance(l2, numbers.Real) or not l2 >= 0:
+        if not (is_real(l2) and l2 >= 0):
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
         self.spec, self.every, self.window, self.l2 = spec, int(every), int(window), float(l2)
         self._off = spec.actions.build()

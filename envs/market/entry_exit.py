@@ -35,13 +35,12 @@ All randomness comes from each market's own generator, and only when the feature
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..checks import MAX_LEARNERS, MAX_PARAM, int_at_least, nonneg, one_of, unit
+from ..checks import MAX_LEARNERS, MAX_PARAM, int_at_least, is_integer, nonneg, one_of, unit
 from .component import Component
 from .losses import logits
 
@@ -69,7 +68,7 @@ def check_fields(cfg: MarketConfig) -> None:
     n = cfg.n_learners
     if cfg.max_learners is not None:
         v = cfg.max_learners
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not n <= v <= MAX_LEARNERS:
+        if not is_integer(v) or not n <= v <= MAX_LEARNERS:
             raise ValueError(
                 f"max_learners must be None or an integer >= n_learners ({n}) "
                 f"(at most {MAX_LEARNERS}), got {v!r}"
@@ -112,11 +111,7 @@ def _normalise_entries(cfg: MarketConfig) -> tuple[tuple[int, str, int | None], 
         if isinstance(e, (str, bytes)) or not isinstance(e, Sequence) or len(e) != 3:
             raise ValueError(f"entries[{j}] must be (step, kind, parent), got {e!r}")
         step, kind, parent = e
-        if (
-            isinstance(step, bool)
-            or not isinstance(step, numbers.Integral)
-            or not 1 <= step < cfg.max_steps
-        ):
+        if not is_integer(step) or not 1 <= step < cfg.max_steps:
             raise ValueError(
                 f"entries[{j}]: step must be an integer in 1..max_steps-1 "
                 f"(1..{cfg.max_steps - 1}), got {step!r}"
@@ -125,9 +120,7 @@ def _normalise_entries(cfg: MarketConfig) -> tuple[tuple[int, str, int | None], 
             raise ValueError(f"entries[{j}]: kind must be one of {ENTRY_KINDS}, got {kind!r}")
         if kind == "fresh" and parent is not None:
             raise ValueError(f"entries[{j}]: a 'fresh' entry takes parent None, got {parent!r}")
-        if kind == "clone" and (
-            isinstance(parent, bool) or not isinstance(parent, numbers.Integral)
-        ):
+        if kind == "clone" and not is_integer(parent):
             raise ValueError(f"entries[{j}]: a 'clone' needs an integer parent, got {parent!r}")
         out.append((int(step), str(kind), None if parent is None else int(parent)))
     return tuple(sorted(out, key=lambda e: e[0]))
@@ -213,8 +206,8 @@ class EntryExit(Component):
         if kind == "fresh" and parent is not None:
             raise ValueError(f"parent must be None for kind='fresh', got {parent!r}")
         if kind == "clone":
-            ok = isinstance(parent, numbers.Integral) and not isinstance(parent, bool)
-            if not ok or not 0 <= parent < self.n_slots or not self.active[:, parent].all():
+            present = is_integer(parent) and 0 <= parent < self.n_slots
+            if not present or not self.active[:, parent].all():
                 active = [int(k) for k in np.flatnonzero(self.active.all(0))]
                 raise ValueError(
                     f"parent must be an active learner, one of {active}, got {parent!r}"
