@@ -21,6 +21,7 @@ MAX_LEARNERS = 256  # learners (slots) of one market (a reset fits k-means and o
 MAX_COUNT = 10**9  # the largest value of a count field (steps, patience, group sizes, ...)
 MAX_PARAM = 1e6  # learners' parameters are kept within [-MAX_PARAM, MAX_PARAM] per coordinate
 LOSS_LIMIT = 1e30  # the largest loss a dataset may allow with parameters within MAX_PARAM
+MEMORY_LIMIT = 8 * 2**30  # bytes of per-step arrays a configuration may need (estimated)
 
 
 class UnknownOptionError(TypeError, ValueError):
@@ -105,6 +106,16 @@ def is_sequence(v: Any) -> bool:
     if isinstance(v, np.ndarray) or hasattr(v, "__array__"):
         return np.ndim(v) >= 1
     return isinstance(v, Sequence)
+
+
+def check_memory(need: int, sizes: str, lower: str) -> None:
+    """Refuse, before anything is allocated, a configuration whose per-step arrays would need
+    ``need`` > ``MEMORY_LIMIT`` bytes; the message gives the ``sizes`` and what to ``lower``."""
+    if need > MEMORY_LIMIT:
+        raise ValueError(
+            f"this configuration needs about {need / 2**30:.1f} GiB for one step ({sizes}); "
+            f"the limit is {MEMORY_LIMIT / 2**30:.0f} GiB: lower {lower}"
+        )
 
 
 def check_seed(seed: Any, name: str = "seed") -> int | None:

@@ -19,6 +19,7 @@ from ..checks import (
     MAX_MAGNITUDE,
     UnknownOptionError,
     check_data_scale,
+    check_memory,
     int_at_least,
     is_sequence,
     nonneg,
@@ -36,7 +37,6 @@ INITS = ("partition_erm", "published", "random", "zeros")
 REWARDS = ("local", "global", "share")
 PROBE_LABELS = ("hard", "soft")
 MAX_BATCH = 10**6  # users_per_step and probe_size
-MEMORY_LIMIT = 8 * 2**30  # bytes of per-step arrays a configuration may need (estimated)
 
 # the component that owns each field: the module that checks it
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -252,14 +252,12 @@ def memory_estimate(spec: MarketSpec, n_markets: int = 1) -> int:
 
 def check_resources(config: MarketConfig, spec: MarketSpec, data, n_markets: int = 1) -> None:
     """Refuse, before anything is allocated, a market whose per-step arrays would need more
-    than ``MEMORY_LIMIT`` bytes, or whose data could give losses beyond float32's range."""
-    need = memory_estimate(spec, n_markets)
-    if need > MEMORY_LIMIT:
-        raise ValueError(
-            f"this configuration needs about {need / 2**30:.1f} GiB for one step "
-            f"(n_learners/max_learners={spec.n_learners}, users_per_step={spec.users_per_step}, "
-            f"probe_size={spec.probe_size}, {spec.n_features} features, {n_markets} market(s)); "
-            f"the limit is {MEMORY_LIMIT / 2**30:.0f} GiB: lower users_per_step, probe_size, "
-            "n_learners or max_learners"
-        )
+    than ``checks.MEMORY_LIMIT`` bytes, or whose data could give losses beyond float32's
+    range."""
+    check_memory(
+        memory_estimate(spec, n_markets),
+        f"n_learners/max_learners={spec.n_learners}, users_per_step={spec.users_per_step}, "
+        f"probe_size={spec.probe_size}, {spec.n_features} features, {n_markets} market(s)",
+        "users_per_step, probe_size, n_learners or max_learners",
+    )
     check_data_scale(data.X, data.y, not spec.family.is_classification, data.name)

@@ -12,6 +12,7 @@ from ..checks import (
     UnknownOptionError,
     as_float,
     brief,
+    check_memory,
     int_at_least,
     is_sequence,
     nonneg,
@@ -27,7 +28,6 @@ PARTICIPATION_REWARDS = ("local", "global", "total", "share")
 # Dean et al.'s synthetic example: three sub-populations in the plane
 MAX_GROUPS = 10**5  # sub-populations
 MAX_DIM = 10**4  # parameters of a learner
-MEMORY_LIMIT = 8 * 2**30  # bytes of per-step arrays a configuration may need (estimated)
 DEAN_OPTIMA: tuple[tuple[float, ...], ...] = ((0.0, 1.0), (1.0, 1.0), (0.6, 0.0))
 
 
@@ -130,7 +130,7 @@ class ParticipationConfig:
         if self.risk == "quadratic":
             J = self.n_groups_quadratic
             d = self.dim if self.optima is None else len(self.optima[0])
-            check_memory(J, self.n_learners, d)
+            check_step_memory(J, self.n_learners, d)
 
     @property
     def n_groups_quadratic(self) -> int:
@@ -158,17 +158,15 @@ class ParticipationConfig:
         return asdict(self)
 
 
-def check_memory(n_groups: int, n_learners: int, dim: int) -> None:
+def check_step_memory(n_groups: int, n_learners: int, dim: int) -> None:
     """Refuse a market whose per-step arrays (risks and parameter differences of every
-    sub-population at every learner, J n d numbers a few times over) exceed MEMORY_LIMIT."""
-    need = 8 * 3 * n_groups * n_learners * (dim + 2)
-    if need > MEMORY_LIMIT:
-        raise ValueError(
-            f"this configuration needs about {need / 2**30:.1f} GiB for one step "
-            f"({n_groups} sub-populations (n_subpops or optima) x n_learners={n_learners} x "
-            f"{dim} parameters (dim)); the limit is {MEMORY_LIMIT / 2**30:.0f} GiB: lower "
-            "n_subpops, dim or n_learners"
-        )
+    sub-population at every learner, J n d numbers a few times over) are too large."""
+    check_memory(
+        8 * 3 * n_groups * n_learners * (dim + 2),
+        f"{n_groups} sub-populations (n_subpops or optima) x n_learners={n_learners} x "
+        f"{dim} parameters (dim)",
+        "n_subpops, dim or n_learners",
+    )
 
 
 def _vector(v: Any, name: str) -> tuple[float, ...]:

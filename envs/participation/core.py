@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..checks import MAX_PARAM, check_seed
-from .config import ParticipationConfig, check_memory
+from .config import ParticipationConfig, check_step_memory
 from .population import ParticipationPopulation, build_participation_population
 
 _POPULATIONS: dict[tuple, ParticipationPopulation] = {}
@@ -119,7 +119,7 @@ class ParticipationCore:
         self.config = config
         self.n_markets = int(n_markets)
         self.population = pop = participation_population_for(config)
-        check_memory(pop.n_groups, config.n_learners, pop.dim)
+        check_step_memory(pop.n_groups, config.n_learners, pop.dim)
         if not isinstance(config.init_allocation, str) and len(config.init_allocation) != (
             pop.n_groups
         ):
