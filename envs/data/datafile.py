@@ -85,12 +85,21 @@ def decode(path: str | os.PathLike, number: int, line: bytes) -> str:
         ) from None
 
 
+def numbered_text_lines(
+    path: str | os.PathLike, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of ``path`` as UTF-8 text (bounded and checked as in
+    :func:`read_lines`)."""
+    for number, line in read_lines(path, max_line_bytes):
+        yield number, decode(path, number, line)
+
+
 def read_text_lines(
     path: str | os.PathLike, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
 ) -> Iterator[str]:
     """The lines of ``path`` as UTF-8 text (bounded and checked as in :func:`read_lines`)."""
-    for number, line in read_lines(path, max_line_bytes):
-        yield decode(path, number, line)
+    for _, line in numbered_text_lines(path, max_line_bytes):
+        yield line
 
 
 def read_csv_columns(

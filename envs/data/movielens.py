@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datafile import DataFileError, read_text_lines
+from .datafile import DataFileError, numbered_text_lines, read_text_lines
 from .preprocess import MissingDataFile
 from .ratings import check_factorisation, check_int, ratings_dataset
 from .registry import Dataset, register_dataset
@@ -131,7 +131,7 @@ def _sniff(p: Path) -> tuple[str, int]:
 
 def _first_bad_line(p: Path, sep: str, skip: int) -> int:
     """Number of the first data line of ``p`` without 4 numeric fields (error path only)."""
-    for number, line in enumerate(read_text_lines(p), start=1):
+    for number, line in numbered_text_lines(p):
         if number <= skip or not line.strip():
             continue
         fields = line.strip().split(sep)
@@ -147,7 +147,7 @@ def _first_bad_line(p: Path, sep: str, skip: int) -> int:
 def _data_line(p: Path, k: int, skip: int) -> int:
     """Line number of data row ``k`` (0-based; blank lines are not rows) of ``p``."""
     seen = -1
-    for number, line in enumerate(read_text_lines(p), start=1):
+    for number, line in numbered_text_lines(p):
         if number > skip and line.strip():
             seen += 1
             if seen == k:
