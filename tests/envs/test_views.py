@@ -29,13 +29,13 @@ VARIANTS = {
 PARTICIPATION = dict(max_steps=12)
 
 
-def random_actions(env, rng) -> dict:
+def random_actions(env) -> dict:
+    """Uniform actions from the agents' action spaces (seeded by :func:`run`)."""
     return {a: env.action_space(a).sample() for a in env.agents}
 
 
 def run(env, seed: int, steps: int, check=None) -> None:
     """Play uniform random actions; ``check(env, obs)`` after reset and every step."""
-    rng = np.random.default_rng(seed)
     for a in env.possible_agents:
         env.action_space(a).seed(seed)
     obs, _ = env.reset(seed=seed)
@@ -43,7 +43,7 @@ def run(env, seed: int, steps: int, check=None) -> None:
     for _ in range(steps):
         if not env.agents:
             break
-        obs, *_ = env.step(random_actions(env, rng))
+        obs, *_ = env.step(random_actions(env))
         check(env, obs)
 
 
@@ -158,7 +158,7 @@ def test_one_flat_layout_for_the_market_and_the_gymnasium_view():
 def test_state_values():
     env = market_v0.parallel_env(**MARKET, **VARIANTS["collective"])
     env.reset(seed=2)
-    env.step(random_actions(env, None))
+    env.step(random_actions(env))
     sl, s, n = env._state.layout.slices, env.state_arrays, 3
     state = env.state()
     np.testing.assert_allclose(state[sl["params"]], s.theta[0].ravel(), rtol=1e-6)
@@ -210,7 +210,7 @@ def test_rgb_array_and_human_render(module, kw, capsys):
     first = env.render()
     assert first.dtype == np.uint8 and first.ndim == 3 and first.shape[2] == 3
     for _ in range(3):
-        env.step(random_actions(env, None))
+        env.step(random_actions(env))
     later = env.render()
     assert later.shape == first.shape and not np.array_equal(first, later)
     with pytest.warns(UserWarning, match="needs a display"):  # the test machine has none
@@ -267,7 +267,7 @@ def test_human_render_with_a_display_draws_the_image_in_one_window(monkeypatch):
     env = market_v0.parallel_env(render_mode="human", **MARKET)
     assert env.render() is None  # before reset: the "market not reset" image
     env.reset(seed=0)
-    env.step(random_actions(env, None))
+    env.step(random_actions(env))
     window = env._renderer._figure
     assert window is not None and plt.fignum_exists(window.number)
     shown = window.axes[0].images[0].get_array()
