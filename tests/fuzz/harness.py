@@ -556,24 +556,32 @@ def _seed(choose: Choose) -> tuple[Any, bool]:
     return seed, ok
 
 
+def _reset_seed(env, state, choose: Choose) -> tuple[Any, int, tuple[str, str] | None]:
+    """A stream's seed: a chosen one; a bad one must first be refused by ``env.reset``
+    without changing ``state``, and 0 is used instead. Returns ``(seed, rejected, failure)``,
+    ``failure`` the stream's outcome when the bad seed was not cleanly refused."""
+    seed, ok = _seed(choose)
+    if ok:
+        return seed, 0, None
+    before = snapshot(state)
+    try:
+        env.reset(seed=seed)
+        return seed, 0, ("defect", f"bad seed {seed!r} accepted")
+    except Exception as exc:  # noqa: BLE001
+        outcome = classify(exc, {"seed"})
+        if outcome != "clean":
+            return seed, 0, (outcome, f"reset(seed={seed!r}): {_describe(exc)}")
+    if snapshot(state) != before:
+        return seed, 0, ("defect", f"rejected reset(seed={seed!r}) changed the environment")
+    return 0, 1, None
+
+
 def _parallel_stream(env, choose: Choose, steps: int) -> tuple[str, str]:
     """One stream of a PettingZoo env: a reset (maybe a bad seed first), then steps each
     with valid actions or one bad one (which must be rejected without any change)."""
-    rejected = 0
-    seed, ok = _seed(choose)
-    if not ok:
-        before = snapshot(env)
-        try:
-            env.reset(seed=seed)
-            return "defect", f"bad seed {seed!r} accepted"
-        except Exception as exc:  # noqa: BLE001
-            outcome = classify(exc, {"seed"})
-            if outcome != "clean":
-                return outcome, f"reset(seed={seed!r}): {_describe(exc)}"
-        if snapshot(env) != before:
-            return "defect", f"rejected reset(seed={seed!r}) changed the environment"
-        rejected += 1
-        seed = 0
+    seed, rejected, failed = _reset_seed(env, env, choose)
+    if failed:
+        return failed
     observations, infos = env.reset(seed=seed)
     problems = check_parallel_outputs(env, observations, None, infos)
     if problems:
@@ -625,21 +633,9 @@ def _bad_action(env, agent: str, choose: Choose) -> Any:
 
 def _gym_stream(env, choose: Choose, steps: int) -> tuple[str, str]:
     """One stream of a Gymnasium env (the unwrapped single-learner view is compared)."""
-    rejected = 0
-    seed, ok = _seed(choose)
-    if not ok:
-        before = snapshot(env.unwrapped)
-        try:
-            env.reset(seed=seed)
-            return "defect", f"bad seed {seed!r} accepted"
-        except Exception as exc:  # noqa: BLE001
-            outcome = classify(exc, {"seed"})
-            if outcome != "clean":
-                return outcome, f"reset(seed={seed!r}): {_describe(exc)}"
-        if snapshot(env.unwrapped) != before:
-            return "defect", f"rejected reset(seed={seed!r}) changed the environment"
-        rejected += 1
-        seed = 0
+    seed, rejected, failed = _reset_seed(env, env.unwrapped, choose)
+    if failed:
+        return failed
     obs, info = env.reset(seed=seed)
     problems = check_gym_outputs(env, obs, 0.0, info)
     if problems:
