@@ -34,6 +34,9 @@ import multiprocessing  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
+from procstat import status_mb  # noqa: E402  (beside this script)
+from yardstick import reference_rate  # noqa: E402  (beside this script)
+
 from choicemarket.baselines import MSGD, MSGDP, act_all  # noqa: E402
 from choicemarket.envs import MarketConfig, market_v0, participation_v0  # noqa: E402
 from choicemarket.experiments.runner import run_markets  # noqa: E402
@@ -47,15 +50,6 @@ MARKET = dict(
     probe_size=20,
     eval_every=1000,
 )
-
-
-def rss_mb() -> float:
-    """Resident set size of this process now (``VmRSS``), in MB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def policies(spec) -> list:
@@ -73,7 +67,7 @@ def memory_check(steps: int, report_every: int, bound_mb: float) -> bool:
         obs, _, _, _, _ = env.step(act_all(pols, obs))
         t += 1
         if t % report_every == 0:
-            marks.append(rss_mb())
+            marks.append(status_mb())
             rate = t / (time.perf_counter() - start)
             print(f"  step {t:>7}: RSS {marks[-1]:7.1f} MB  ({rate:,.0f} steps/s)", flush=True)
     env.close()
@@ -101,7 +95,7 @@ def lifecycle_check(n_envs: int, bound_mb: float) -> bool:
             env.close()
             del env
             if i % max(1, n_envs // 5) == 0:
-                marks.append(rss_mb())
+                marks.append(status_mb())
                 print(f"  {name} environments made and closed: {i:>4}: RSS {marks[-1]:7.1f} MB")
         growth = max(marks[1:], default=marks[0]) - marks[0]
         good = growth <= bound_mb
@@ -158,10 +152,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=8)
     parser.add_argument("--load-steps", type=int, default=2000)
     args = parser.parse_args()
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from bench_step import REFLOOP, reference_rate  # beside this script
-
-    ref = reference_rate(REFLOOP)
+    ref = reference_rate(repeats=3)
     print(f"load average {os.getloadavg()[0]:.1f}; reference loop: "
           + (f"{ref:,.0f} steps/s" if ref else "not found"))  # fmt: skip
     print(f"(a) memory: {args.steps} steps of one market")

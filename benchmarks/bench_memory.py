@@ -7,7 +7,8 @@ B = 150, eta = 0.05, N_probe = 500, b_p = 15, 5% test split; learner 0 probes by
 ``--eval-every`` steps). The run happens in a fresh child process; the script prints the child's
 whole-process peak resident set size (the kernel's ``VmHWM``, never reset, so it covers imports,
 building the population and the run; ``ru_maxrss`` agrees), its peak after building the
-population and its RSS just before the run, and with ``--tracemalloc`` the peak of
+population, its RSS right after the imports (the libraries, before any data is loaded) and just
+before the run, and with ``--tracemalloc`` the peak of
 Python-tracked allocations during the run (slower). It exits with status 1 if the whole-process
 peak exceeds ``--budget-mb`` (200 MB).
 
@@ -24,6 +25,8 @@ import subprocess
 import sys
 import time
 
+from procstat import status_mb  # beside this script
+
 N_USERS = int(os.environ.get("BENCH_USERS", 29997))
 MARKET = dict(
     dataset="gaussian-groups",
@@ -37,15 +40,6 @@ MARKET = dict(
 )
 
 
-def _status_mb(key: str) -> float:
-    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) of this process, in MB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def child(steps: int, eval_every: int, trace: bool) -> dict:
     import tracemalloc
 
@@ -53,13 +47,14 @@ def child(steps: int, eval_every: int, trace: bool) -> dict:
     from choicemarket.envs import MarketConfig, MarketCore
     from choicemarket.experiments.runner import run_markets
 
+    imports = status_mb("VmRSS")  # the libraries, before any data is loaded
     cfg = MarketConfig(**MARKET, max_steps=steps, eval_every=eval_every)
     spec = MarketCore(cfg).spec
     core = MarketCore(cfg)
     core.reset(seed=0)  # builds (and caches) the population
     del core
-    imports_and_data = _status_mb("VmHWM")
-    before = _status_mb("VmRSS")
+    imports_and_data = status_mb("VmHWM")
+    before = status_mb("VmRSS")
     pols = [
         [
             MSGDP(spec, 0, p=0.4, eta=0.05, probe_batch_size=15) if k == 0 else MSGD(spec, eta=0.05)
@@ -72,9 +67,10 @@ def child(steps: int, eval_every: int, trace: bool) -> dict:
     (run,) = run_markets(cfg, pols, [0])
     wall = time.perf_counter() - start
     traced = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
-    peak = _status_mb("VmHWM")
+    peak = status_mb("VmHWM")
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
+        "imports_rss_mb": imports,
         "setup_peak_mb": imports_and_data,
         "n_params": spec.n_params,
         "rows": len(run.rows),
@@ -105,6 +101,7 @@ def main() -> None:
         f"{args.steps} steps, 9 learners x {res['n_params']} parameters, {res['rows']} history "
         f"rows (every {args.eval_every} steps), {res['wall_s']:.1f} s (load average {load:.1f})"
     )
+    print(f"RSS after the imports (libraries, no data yet): {res['imports_rss_mb']:.0f} MB")
     print(f"peak RSS after importing and building the population: {res['setup_peak_mb']:.0f} MB")
     print(f"RSS before the run (imports, population): {res['rss_before_mb']:.0f} MB")
     print(

@@ -101,16 +101,21 @@ def time_core(cfg: dict, steps: int, n_markets: int = 1) -> float:
     return steps * n_markets / (time.process_time() - start)
 
 
-def time_naive(cfg: dict, steps: int) -> float:
-    """The straightforward loop described in the module docstring, on the same population."""
+def _naive_data(cfg: dict, steps: int) -> tuple[np.ndarray, ...]:
+    """The naive loops' arrays from the market's population: training covariates, ratings,
+    rated-item mask (1 where rated), preferences and a copy of the partition ERMs (n, o, d)."""
     core = MarketCore(MarketConfig(**cfg, max_steps=steps + 1))
     core.reset(seed=0)
     pop = core.population
-    X = pop.X_train
     o = pop.T_train.shape[1] // 2
-    Y, Mask = pop.T_train[:, :o], (pop.T_train[:, o:] > 0).astype(np.float64)
-    pref = pop.pref
-    theta = pop.partition_theta.copy()  # (n, o, d)
+    mask = (pop.T_train[:, o:] > 0).astype(np.float64)
+    return pop.X_train, pop.T_train[:, :o], mask, pop.pref, pop.partition_theta.copy()
+
+
+def time_naive(cfg: dict, steps: int) -> float:
+    """The straightforward loop described in the module docstring, on the same population."""
+    X, Y, Mask, pref, theta = _naive_data(cfg, steps)
+    o = Y.shape[1]
     rng = np.random.default_rng(0)
     N = len(X)
     # offline probe set: preference-aware pseudo-labels on the probed users' rated items
@@ -143,14 +148,8 @@ def time_naive(cfg: dict, steps: int) -> float:
 
 def time_naive_population(cfg: dict, steps: int) -> float:
     """The population-wide loop described in the module docstring."""
-    core = MarketCore(MarketConfig(**cfg, max_steps=steps + 1))
-    core.reset(seed=0)
-    pop = core.population
-    X = pop.X_train
-    o = pop.T_train.shape[1] // 2
-    Y, Mask = pop.T_train[:, :o], (pop.T_train[:, o:] > 0).astype(np.float64)
-    pref = pop.pref
-    theta = pop.partition_theta.copy()
+    X, Y, Mask, pref, theta = _naive_data(cfg, steps)
+    o = Y.shape[1]
     n, N, B = len(theta), len(X), cfg["users_per_step"]
     rng = np.random.default_rng(0)
     probe_users = rng.integers(N, size=1000)

@@ -23,8 +23,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from yardstick import REFLOOP  # beside this script
 
-REFLOOP = Path(__file__).resolve().parents[2] / "shared" / "bench" / "refloop.py"
+HERE = Path(__file__).resolve().parent  # the child imports yardstick from here
 
 CHILD = r"""
 import json, sys, time, resource
@@ -36,11 +37,10 @@ population_for(cfg, 0)
 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 ref = None
 if sys.argv[1]:
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("refloop", sys.argv[1])
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    ref = mod.steps_per_second(T=1000)
+    sys.path.insert(0, sys.argv[2])
+    from pathlib import Path
+    from yardstick import reference_rate
+    ref = reference_rate(Path(sys.argv[1]), steps=1000)
 print(json.dumps({"wall": wall, "cpu": cpu, "ref": ref, "sklearn": "sklearn" in sys.modules}))
 """
 
@@ -56,7 +56,11 @@ def build(cache: str, refloop: Path | None, threads: int = 1) -> dict:
         env.update({name: str(threads) for name in THREAD_VARS})
     arg = str(refloop) if refloop is not None and refloop.exists() else ""
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, arg], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", CHILD, arg, str(HERE)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -23,24 +23,21 @@ on tiny products, move the ratios little.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import statistics
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 from core_step import core_step  # benchmarks/core_step.py, beside this script
+from yardstick import REFLOOP, note_if_missing, reference_rate  # beside this script
 
 from choicemarket.baselines import MSGD, MSGDP, act_all
 from choicemarket.baselines.msgd import plan
 from choicemarket.envs import MarketConfig, MarketCore
 from choicemarket.envs.market_v0 import raw_env
 from choicemarket.experiments.runner import run_markets
-
-REFLOOP = Path(__file__).resolve().parents[2] / "shared" / "bench" / "refloop.py"
 
 MARKET = dict(
     dataset="acs-income",
@@ -105,19 +102,6 @@ def time_loop(steps: int, n_markets: int) -> float:
     return steps * n_markets / (CLOCK() - start)
 
 
-def reference_rate(path: Path, repeats: int = 3) -> float | None:
-    """Steps per second of the reference-style loop (the median of ``repeats`` runs of 2,000
-    steps: one run alone moves with whatever else the machine does), or None where it is not
-    beside us."""
-    if not path.exists():
-        return None
-    spec = importlib.util.spec_from_file_location("refloop", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.time = types.SimpleNamespace(perf_counter=CLOCK)  # timed on the same clock
-    return statistics.median(module.steps_per_second(T=2000) for _ in range(repeats))
-
-
 def measure(fn, steps: int, repeats: int, *extra) -> tuple[float, float]:
     fn(200, *extra)  # warm up (population, caches)
     rates = [fn(steps, *extra) for _ in range(repeats)]
@@ -174,12 +158,11 @@ def main() -> None:
     rows += [(f"episode loop, M = {m} markets", time_loop, (m,)) for m in args.loop_markets]
     for name, fn, extra in rows:
         steps = args.steps if not extra or extra[0] == 1 else max(200, args.steps // extra[0] * 4)
-        ref = reference_rate(args.refloop, args.ref_repeats)
+        ref = reference_rate(args.refloop, args.ref_repeats, clock=CLOCK)
         med, best = measure(fn, steps, args.repeats, *extra)
         ratio = f"{med / ref:>11.2f}" if ref else f"{'-':>11}"
         print(f"{name:<34}{med:>16,.0f}{best:>10,.0f}{ratio}")
-    if not args.refloop.exists():
-        print(f"(no reference loop at {args.refloop}: ratios left out)")
+    note_if_missing(args.refloop)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ elapsed time for the same number of steps (runs x steps: 360,000 for ``expt2-cen
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import resource
@@ -39,11 +38,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from yardstick import REFLOOP, note_if_missing, reference_seconds  # beside this script
 
 from choicemarket.experiments.experiment import load_experiment
 from choicemarket.experiments.sweep import run_sweep
-
-REFLOOP = Path(__file__).resolve().parents[2] / "shared" / "bench" / "refloop.py"
 
 
 def _cpu_seconds() -> float:
@@ -51,27 +49,6 @@ def _cpu_seconds() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def reference_seconds(path: Path, steps: int, chunk: int = 4000) -> float | None:
-    """Elapsed seconds of ``steps`` steps of the reference-style loop (runs of ``chunk`` steps,
-    as the sweep's markets, on one BLAS thread), or None where it is not beside us."""
-    if not path.exists():
-        return None
-    from threadpoolctl import threadpool_limits
-
-    spec = importlib.util.spec_from_file_location("refloop", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    rng = np.random.default_rng(0)  # the data of refloop.steps_per_second
-    X = rng.normal(size=(38221, 16))
-    Y = (X @ rng.normal(size=16) + rng.normal(size=38221) > 0).astype(float)
-    pref = rng.integers(0, 5, 38221)
-    with threadpool_limits(1, user_api="blas"):
-        start = time.perf_counter()
-        for seed, left in enumerate(range(steps, 0, -chunk)):
-            module.run(X, Y, pref, T=min(chunk, left), seed=seed)
-        return time.perf_counter() - start
 
 
 def end_to_end(args: argparse.Namespace, total_steps: int) -> None:
@@ -90,8 +67,7 @@ def end_to_end(args: argparse.Namespace, total_steps: int) -> None:
         )
         return seconds * scale
 
-    if not REFLOOP.exists():
-        print(f"(no reference loop at {REFLOOP}: ratios left out)")
+    note_if_missing(REFLOOP)
     before = reference()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:

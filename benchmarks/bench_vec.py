@@ -28,7 +28,6 @@ synchronisation (they make PPO slower, not faster).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import time
 from pathlib import Path
@@ -39,13 +38,13 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
+from yardstick import REFLOOP, note_if_missing, reference_rate  # beside this script
 
 import choicemarket  # noqa: F401  (registers the ids)
 from choicemarket.baselines.seeding import policy_seed
 from choicemarket.envs.market_v0 import raw_env
 from choicemarket.wrappers import MarketVecEnv, ObservationFeatures, StrategyKnobs
 
-REFLOOP = Path(__file__).resolve().parents[2] / "shared" / "bench" / "refloop.py"
 MARKET = dict(dataset="acs-income", n_learners=5, users_per_step=150, preference_weight=0.7)
 
 
@@ -196,16 +195,6 @@ def time_ppo(make, timesteps: int) -> tuple[float, float]:
     return model.num_timesteps / wall, timer.seconds / wall
 
 
-def reference_rate(path: Path) -> float | None:
-    """Steps per second of the reference loop, or None when it is not there."""
-    if not path.exists():
-        return None
-    spec = importlib.util.spec_from_file_location("refloop", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.steps_per_second(T=300)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markets", type=int, default=8)
@@ -232,7 +221,7 @@ def main() -> None:
     for name, fn in runs:
         samples, ratios = [], []
         for _ in range(args.repeats):
-            ref = reference_rate(args.refloop)
+            ref = reference_rate(args.refloop, steps=300)
             samples.append(fn())
             if ref:
                 ratios.append(samples[-1] / ref)
@@ -246,8 +235,7 @@ def main() -> None:
     for name, mk in makers.items():
         speed, share = time_ppo(mk, args.ppo_timesteps)
         print(f"{name:<28}{speed:>16,.0f}{share:>11.0%}")
-    if not args.refloop.exists():
-        print(f"(no reference loop at {args.refloop}: ratios left out)")
+    note_if_missing(args.refloop)
 
 
 if __name__ == "__main__":

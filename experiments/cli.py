@@ -242,9 +242,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from choicemarket.baselines import MSGD, MSGDP
-
+    from .experiment import POLICY_DEFAULTS, build_policy
     from .runner import simulate
+    from .sweep_cli import int_list
 
     market = dict(
         dataset=args.dataset,
@@ -257,22 +257,21 @@ def _run(args: argparse.Namespace) -> int:
     )
     market.update(dict(args.set))
     config = MarketConfig.from_kwargs(**market)
-    peers = [int(v) for v in args.peers.split(",")] if args.peers else None
     if args.prober is not None and not 0 <= args.prober < config.n_learners:
         raise ValueError(f"--prober must be in 0..{config.n_learners - 1}, got {args.prober}")
 
+    policy = {
+        **POLICY_DEFAULTS,
+        "eta": args.eta,
+        "schedule": args.schedule,
+        "p": args.p,
+        "scenario": args.scenario,
+        "peers": int_list(args.peers) if args.peers else None,
+    }
+    probers = [] if args.prober is None else [args.prober]
+
     def factory(spec, k):
-        if k == args.prober:
-            return MSGDP(
-                spec,
-                k,
-                p=args.p,
-                scenario=args.scenario,
-                peers=peers,
-                eta=args.eta,
-                schedule=args.schedule,
-            )
-        return MSGD(spec, eta=args.eta, schedule=args.schedule)
+        return build_policy(spec, policy, k, probers)
 
     bar = None
     if not args.no_progress:

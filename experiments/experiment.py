@@ -197,27 +197,27 @@ def check_policy(policy: Mapping[str, Any], n: int) -> None:
 
 def build_policies(spec, policy: Mapping[str, Any], probers: Sequence[int]) -> list[MSGD]:
     """One policy per learner: MSGD-P for ``probers``, MSGD for the others."""
+    return [build_policy(spec, policy, k, probers) for k in range(spec.n_learners)]
+
+
+def build_policy(spec, policy: Mapping[str, Any], k: int, probers: Sequence[int]) -> MSGD:
+    """Learner ``k``'s policy: MSGD-P with ``policy``'s probing fields if ``k`` is one of
+    ``probers``, else MSGD (both with its step size and schedule)."""
     common = dict(eta=policy["eta"], schedule=policy["schedule"])
-    out: list[MSGD] = []
-    for k in range(spec.n_learners):
-        if k in probers:
-            out.append(
-                MSGDP(
-                    spec,
-                    k,
-                    p=policy["p"],
-                    scenario=policy["scenario"],
-                    leader=policy["leader"],
-                    peers=policy["peers"],
-                    include_self=policy["include_self"],
-                    probe_batch_size=policy["probe_batch_size"],
-                    probe_every=policy["probe_every"],
-                    **common,
-                )
-            )
-        else:
-            out.append(MSGD(spec, **common))
-    return out
+    if k not in probers:
+        return MSGD(spec, **common)
+    return MSGDP(
+        spec,
+        k,
+        p=policy["p"],
+        scenario=policy["scenario"],
+        leader=policy["leader"],
+        peers=policy["peers"],
+        include_self=policy["include_self"],
+        probe_batch_size=policy["probe_batch_size"],
+        probe_every=policy["probe_every"],
+        **common,
+    )
 
 
 def config_dir() -> Path:

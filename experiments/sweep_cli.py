@@ -8,6 +8,12 @@ import signal
 import time
 from pathlib import Path
 
+
+def int_list(text: str) -> list[int]:
+    """``"1,3"`` -> ``[1, 3]`` (empty entries skipped)."""
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
 # single-simulation options of `run` that set a config field with `run CONFIG`:
 # option dest -> (field, how the option's value becomes the field's)
 CONFIG_FIELDS = {
@@ -24,10 +30,15 @@ CONFIG_FIELDS = {
     "prober": ("probers", lambda k: [k]),
     "p": ("p", None),
     "scenario": ("scenario", None),
-    "peers": ("peers", lambda text: [int(v) for v in text.split(",") if v.strip()]),
+    "peers": ("peers", int_list),
 }
 # options of `run CONFIG` only, and their defaults (workers: the CPUs, at most 8)
-CONFIG_ONLY = {"workers": None, "backend": "process", "real": False, "max_batch": 64}
+CONFIG_ONLY = {
+    "workers": min(os.cpu_count() or 1, 8),
+    "backend": "process",
+    "real": False,
+    "max_batch": 64,
+}
 
 
 def add_run_config_arguments(run: argparse.ArgumentParser) -> None:
@@ -70,8 +81,6 @@ def fill_config_defaults(args: argparse.Namespace) -> None:
     """Set the ``CONFIG_ONLY`` options that were not given to their defaults."""
     for dest, default in CONFIG_ONLY.items():
         if not hasattr(args, dest):
-            if dest == "workers":
-                default = min(os.cpu_count() or 1, 8)
             setattr(args, dest, default)
 
 
