@@ -77,16 +77,6 @@ def _user_types(value: Any) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------- the rules
-def preference_or_loss(u: np.ndarray, pref: np.ndarray, best: np.ndarray, tau: float):
-    """Preferred learner with probability tau, else the lowest-loss one."""
-    return np.where(u < tau, pref, best)
-
-
-def loss_or_uniform(u: np.ndarray, uniform: np.ndarray, best: np.ndarray, zeta: float):
-    """The uniformly drawn learner ``uniform`` with probability zeta, else the lowest-loss one."""
-    return np.where(u < zeta, uniform, best)
-
-
 def inverse_cdf(u: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray:
     """Index k with ``cum_{<k} <= u W < cum_{<=k}`` for nonnegative ``weights`` along ``axis``
     (W their sum): a draw from ``weights / W`` with one uniform ``u`` per draw."""
@@ -214,6 +204,19 @@ class Arrival:
             return self.L_active.argmin(1)
         return self._family.best(self.z, self.T, self._hard)
 
+    def best_where(self, mask: np.ndarray, fill: np.ndarray) -> np.ndarray:
+        """``where(mask, best, fill)``, finding the best learner of the ``mask`` users only
+        (the others keep ``fill``: a rule that picks by loss with probability p compares the
+        learners for a fraction p of the users)."""
+        if self.active is not None or "best" in self.__dict__:
+            return np.where(mask, self.best, fill)
+        M, B, n, o = self.z.shape
+        rows = np.flatnonzero(mask)
+        out = np.array(fill, dtype=np.int64)  # a copy, (M, B)
+        z, T = self.z.reshape(M * B, n, o)[rows], self.T.reshape(M * B, -1)[rows]
+        out.reshape(-1)[rows] = self._family.best(z, T, self._hard)
+        return out
+
 
 class ChoiceRule(abc.ABC):
     """How the users of a batch pick a learner. ``reset`` at episode start, ``choose`` once
@@ -228,14 +231,19 @@ class ChoiceRule(abc.ABC):
 
 
 class PreferenceOrLoss(ChoiceRule):
+    """The preferred learner with probability tau (``u < tau``), else the lowest-loss one."""
+
     def __init__(self, tau: float) -> None:
         self.tau = tau
 
     def choose(self, core: MarketCore, a: Arrival) -> np.ndarray:
-        return preference_or_loss(a.u, a.pref, a.best, self.tau)
+        return a.best_where(a.u >= self.tau, a.pref)
 
 
 class LossOrUniform(ChoiceRule):
+    """A uniformly drawn learner with probability zeta (``u < zeta``), else the lowest-loss
+    one."""
+
     def __init__(self, zeta: float) -> None:
         self.zeta = zeta
 
@@ -245,7 +253,7 @@ class LossOrUniform(ChoiceRule):
             uniform = core.gens.integers(a.L.shape[1], (B,))
         else:
             uniform = random_learner(core.gens.random((B,)), a.L.shape[1], a.active)
-        return loss_or_uniform(a.u, uniform, a.best, self.zeta)
+        return a.best_where(a.u >= self.zeta, uniform)
 
 
 class Logit(ChoiceRule):
