@@ -4,12 +4,14 @@
   market, or of every learner, stacked on a leading axis;
 - :func:`scripted_actions`: the actions of scripted policies for rows of many markets, every
   MSGD/MSGD-P policy in one :func:`~choicemarket.baselines.msgd.act_arrays` call;
-- :func:`collective_actions`: the scripted collective of every market.
+- :func:`collective_actions`: the scripted collective of every market;
+- :func:`ego_actions`: the checked market actions of the learners an agent drives, one row
+  per entry of a vector env.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,11 +19,14 @@ import numpy as np
 from choicemarket.baselines import MSGD
 from choicemarket.baselines.msgd import act_arrays
 from choicemarket.envs.market import collective as _collective
+from choicemarket.envs.market.actions import ActionLayout
 from choicemarket.envs.market.core import MarketCore
 from choicemarket.envs.market.observation import stacked_observation
 from choicemarket.envs.market_v0 import learner_observations
 
-__all__ = ["collective_actions", "observation_arrays", "scripted_actions"]
+from .strategy import StrategyKnobs, knob_actions
+
+__all__ = ["collective_actions", "ego_actions", "observation_arrays", "scripted_actions"]
 
 
 def observation_arrays(core: MarketCore, learner: int | None = None) -> dict[str, np.ndarray]:
@@ -114,4 +119,41 @@ def collective_actions(
         if live is None or live[m]:
             obs = _collective.observation(coll, s.counts, s.step, m)
             out[m] = coll.validate(policy.act(obs), f"the collective's action in market {m}")
+    return out
+
+
+def ego_actions(
+    actions: Any,
+    shape: tuple[int, ...],
+    layout: ActionLayout,
+    rows: np.ndarray,
+    knobs: Sequence[StrategyKnobs] | None = None,
+    observations: Mapping[str, np.ndarray] | None = None,
+    rngs: Sequence[np.random.Generator] | None = None,
+) -> np.ndarray:
+    """Checked, clipped market actions (N, A) float64 from an agent's ``actions`` of ``shape``
+    (N, ...): entries ``rows`` are market actions, or with ``knobs`` strategy knobs that
+    ``knobs[i]`` turns into entry i's action (``observations``: the ``Dict`` observations
+    stacked over the N entries, ``rngs[i]``: entry i's probe generator); other entries 'off'.
+    """
+    try:
+        a = np.asarray(actions, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"actions must be a numeric array of shape {shape}") from exc
+    if a.shape != shape:
+        raise ValueError(f"actions must have shape {shape}, got {a.shape}")
+    out = np.tile(layout.build().astype(np.float64), (shape[0], 1))
+    if not len(rows):
+        return out
+    if knobs is not None:
+        if not np.isfinite(a[rows]).all():
+            raise ValueError("actions contain NaN or inf; all entries must be finite")
+        clipped = np.clip(a[rows], -1.0, 1.0)  # StrategyKnobs.validate, row by row
+        obs = {key: v[rows] for key, v in observations.items()}
+        at = rows.tolist()
+        chosen = knob_actions([knobs[i] for i in at], clipped, obs, [rngs[i] for i in at])
+    else:
+        chosen = a[rows]
+    names = (f"actions[{i}]" for i in rows.tolist())
+    out[rows] = layout.validate_many(list(chosen), names)
     return out

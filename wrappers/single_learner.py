@@ -35,9 +35,9 @@ from choicemarket.envs.market.spec import MarketSpec
 from choicemarket.envs.market_v0 import raw_env
 from choicemarket.envs.render import RENDER_FPS
 
-from .batched import collective_actions, observation_arrays, scripted_actions
+from .batched import collective_actions, scripted_actions
 
-__all__ = ["SingleLearner"]
+__all__ = ["SingleLearner", "ego_and_opponents"]
 
 OpponentsArg = Mapping[Any, Any] | Callable[[MarketSpec, int], Any] | None
 
@@ -73,29 +73,12 @@ class SingleLearner(gym.Env):
             market = raw_env(render_mode=render_mode, **market_kwargs)
         elif market_kwargs:
             raise ValueError("pass either market or market keyword arguments, not both")
-        if market.config.observation != "dict":
-            raise ValueError(
-                "observation must be 'dict' for the market of a SingleLearner (its scripted "
-                "learners read the Dict); for a flat ego observation use FlatObservation "
-                "(choicemarket/PlatformFlat-v0)"
-            )
         self.market = market
         self.render_mode = market.render_mode
         self.market_spec: MarketSpec = market.market_spec
         n = self.market_spec.n_learners
-        try:
-            self.ego = learner_index(ego, n)
-        except ValueError:
-            raise ValueError(
-                f"ego must be a learner index in 0..{n - 1} or 'learner_k', got {ego!r}"
-            ) from None
-        if self.ego >= market.config.n_learners:
-            raise ValueError(
-                f"ego must be present from the start, one of 0..{market.config.n_learners - 1}, "
-                f"got {ego!r}"
-            )
+        self.ego, self.opponents = ego_and_opponents(market, ego, opponents)
         self.agent = market.possible_agents[self.ego]
-        self.opponents = _opponents(market, self.ego, opponents)
         # policies by learner slot (None: the ego) for batched acting
         self._slot_policies = [self.opponents.get(a) for a in market.possible_agents[:n]]
         self._opponent_slots = [k for k in range(n) if k != self.ego]
@@ -158,8 +141,8 @@ class SingleLearner(gym.Env):
         )
 
     def _ego_observation(self) -> dict:
-        """The ego's ``Dict`` observation, computed as the vector env computes it (M = 1)."""
-        return {key: v[0] for key, v in observation_arrays(self.market.core, self.ego).items()}
+        """The ego's ``Dict`` observation: fresh copies of the market's arrays."""
+        return {key: v.copy() for key, v in self._observations[self.agent].items()}
 
     def render(self) -> str | None:
         return self.market.render()
@@ -171,6 +154,32 @@ class SingleLearner(gym.Env):
     def observations(self) -> dict:
         """Every learner's latest observation (the ego's is the one returned)."""
         return self._observations
+
+
+def ego_and_opponents(
+    market: raw_env, ego: int | str, opponents: OpponentsArg
+) -> tuple[int, dict[str, Any]]:
+    """The checked ego index and the scripted policies, by agent name, of the other learners
+    and the collective of ``market`` (arguments as :class:`SingleLearner`'s)."""
+    if market.config.observation != "dict":
+        raise ValueError(
+            "observation must be 'dict' for the market of a SingleLearner (its scripted "
+            "learners read the Dict); for a flat ego observation use FlatObservation "
+            "(choicemarket/PlatformFlat-v0)"
+        )
+    n = market.market_spec.n_learners
+    try:
+        index = learner_index(ego, n)
+    except ValueError:
+        raise ValueError(
+            f"ego must be a learner index in 0..{n - 1} or 'learner_k', got {ego!r}"
+        ) from None
+    if index >= market.config.n_learners:
+        raise ValueError(
+            f"ego must be present from the start, one of 0..{market.config.n_learners - 1}, "
+            f"got {ego!r}"
+        )
+    return index, _opponents(market, index, opponents)
 
 
 def _opponents(market: raw_env, ego: int, opponents: OpponentsArg) -> dict[str, Any]:

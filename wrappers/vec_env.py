@@ -50,9 +50,9 @@ from choicemarket.envs.market.config import MarketConfig
 from choicemarket.envs.market.core import MarketCore
 from choicemarket.envs.market.metrics import market_events, market_infos
 
-from .batched import collective_actions, observation_arrays
+from .batched import collective_actions, ego_actions, observation_arrays
 from .flat_observation import ObservationFeatures
-from .strategy import StrategyKnobs, knob_actions
+from .strategy import StrategyKnobs
 
 __all__ = ["MarketVecEnv", "shared_policy_vec_env"]
 
@@ -144,9 +144,8 @@ class MarketVecEnv(VecEnv):
                 self._rngs[m * n + k] = np.random.default_rng(episode.policy(k))
             if self._collective is not None and hasattr(self._collective[m], "reset"):
                 self._collective[m].reset(episode.policy(n))
-        gens = self.core.gens
-        gens.per_market = [episode.generator for episode in self._episodes]
-        gens.shared, gens.seeded = gens.per_market[0], True
+        for m, episode in enumerate(self._episodes):
+            self.core.gens.adopt(m, episode.generator)
         self.core.reset()  # continues the generators just set
 
     def _active(self) -> np.ndarray:
@@ -181,28 +180,12 @@ class MarketVecEnv(VecEnv):
         if actions is None:
             raise RuntimeError("step_async() must come before step_wait()")
         self._actions = None  # a rejected step changes nothing else
-        M, n, layout = self.n_markets, self.n_learners, self.action_layout
+        M, n = self.n_markets, self.n_learners
         before = self._active()
-        rows = np.flatnonzero(before)
-        market_actions = np.tile(layout.build().astype(np.float64), (self.num_envs, 1))
-        shape = (self.num_envs, *self.action_space.shape)
-        try:
-            a = np.asarray(actions, dtype=np.float64)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise ValueError(f"actions must be a numeric array of shape {shape}") from exc
-        if a.shape != shape:
-            raise ValueError(f"actions must have shape {shape}, got {a.shape}")
-        if self.knobs is not None:
-            if not np.isfinite(a[rows]).all():
-                raise ValueError("actions contain NaN or inf; all entries must be finite")
-            knobs = np.clip(a[rows], -1.0, 1.0)
-            obs = {key: v[rows] for key, v in self._obs.items()}
-            rngs = [self._rngs[i] for i in rows.tolist()]
-            chosen = knob_actions([self._row_knobs[i] for i in rows], knobs, obs, rngs)
-        else:
-            chosen = a[rows]
-        names = (f"actions[{i}]" for i in rows.tolist())
-        market_actions[rows] = layout.validate_many(list(chosen), names)
+        shape, rows = (self.num_envs, *self.action_space.shape), np.flatnonzero(before)
+        market_actions = ego_actions(
+            actions, shape, self.action_layout, rows, self._row_knobs, self._obs, self._rngs
+        )
         coll = collective_actions(core, self._collective) if self._collective else None
         reward, _ = core.advance(market_actions.reshape(M, n, -1), coll)
         after = self._active()

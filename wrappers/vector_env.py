@@ -27,7 +27,7 @@ The ego observation, opponents' actions and seeds come from the functions the si
 (a single view is their M = 1 case): :func:`~choicemarket.wrappers.batched.observation_arrays`
 (the ``Dict`` observation of ``market_v0`` for a learner of every market),
 :func:`~choicemarket.wrappers.batched.scripted_actions` (policies' actions for rows of many
-markets),
+markets), :func:`~choicemarket.wrappers.batched.ego_actions` (the egos' checked actions),
 :meth:`ObservationFeatures.vectors <choicemarket.wrappers.ObservationFeatures.vectors>`,
 :func:`~choicemarket.wrappers.strategy.knob_actions` and
 :func:`~choicemarket.baselines.seeding.policy_seed`.
@@ -51,11 +51,11 @@ from choicemarket.envs.market.core import MarketCore
 from choicemarket.envs.market.metrics import market_events, market_infos
 from choicemarket.envs.market_v0 import raw_env
 
-from .batched import collective_actions, observation_arrays, scripted_actions
+from .batched import collective_actions, ego_actions, observation_arrays, scripted_actions
 from .factories import _FLAT, _SINGLE, _STRATEGY, _take
 from .flat_observation import ObservationFeatures
-from .single_learner import OpponentsArg, SingleLearner
-from .strategy import StrategyKnobs, knob_actions
+from .single_learner import OpponentsArg, ego_and_opponents
+from .strategy import StrategyKnobs
 
 __all__ = [
     "PlatformVectorEnv",
@@ -117,22 +117,16 @@ class PlatformVectorEnv(gym.vector.VectorEnv):
         self.num_envs, self.mode = num_envs, mode
         template = raw_env(**market_kwargs)
         self.config, self.market_spec = template.config, template.market_spec
-        # one SingleLearner per market checks ego and opponents and builds the opponents
-        views = [
-            SingleLearner(
-                ego,
-                opponents
-                if m == 0 or not isinstance(opponents, Mapping)
-                else copy.deepcopy(opponents),
-                market=template,
-            )
-            for m in range(num_envs)
-        ]
-        self.ego = views[0].ego
+        scripted = []  # each market's policies (given policy objects copied after the first)
+        for m in range(num_envs):
+            copied = m > 0 and isinstance(opponents, Mapping)
+            given = copy.deepcopy(opponents) if copied else opponents
+            self.ego, policies = ego_and_opponents(template, ego, given)
+            scripted.append(policies)
         n = self.market_spec.n_learners
         names = template.possible_agents
-        self._policies = [[view.opponents.get(names[k]) for k in range(n)] for view in views]
-        self._collective = [view.opponents.get(COLLECTIVE) for view in views]
+        self._policies = [[policies.get(names[k]) for k in range(n)] for policies in scripted]
+        self._collective = [policies.get(COLLECTIVE) for policies in scripted]
         self.features = self.knobs = None
         space = template.observation_space(names[self.ego])
         if mode != "raw":
@@ -199,16 +193,15 @@ class PlatformVectorEnv(gym.vector.VectorEnv):
                 phase = self._phases[phase_index]
                 if phase.live[slot]:
                     phase.live[slot] = False
-                    phase.core.gens.per_market[slot] = np.random.default_rng(0)
+                    phase.core.gens.adopt(slot, np.random.default_rng(0))
         for m, seed in zip(markets.tolist(), seeds):
             self._episodes[m].start(seed)
         self._phases = [p for p in self._phases if p.live.any()]
         groups = [markets] if self.config.population_seed is not None else markets[:, None]
         for group in groups:
             core = MarketCore(self.config, n_markets=len(group))
-            gens = core.gens
-            gens.per_market = [self._episodes[m].generator for m in group.tolist()]
-            gens.shared, gens.seeded = gens.per_market[0], True
+            for j, m in enumerate(group.tolist()):
+                core.gens.adopt(j, self._episodes[m].generator)
             core.reset()  # continues the generators just set
             self._phases.append(_Phase(core, group))
         for i, phase in enumerate(self._phases):
@@ -232,7 +225,17 @@ class PlatformVectorEnv(gym.vector.VectorEnv):
             raise RuntimeError("call reset() before step()")
         M = self.num_envs
         stepping = ~self._autoreset
-        market_actions = self._market_actions(actions, stepping)  # raises before any change
+        shape = (M, *self.single_action_space.shape)
+        knobs = None if self.knobs is None else [self.knobs] * M
+        market_actions = ego_actions(  # raises before any change
+            actions,
+            shape,
+            self.market_spec.actions,
+            np.flatnonzero(stepping),
+            knobs,
+            self._dict_obs,
+            self._knob_rngs,
+        )
         rewards = np.zeros(M, np.float64)
         terminated = np.zeros(M, bool)
         truncated = np.zeros(M, bool)
@@ -266,34 +269,6 @@ class PlatformVectorEnv(gym.vector.VectorEnv):
             self._record(phase, live)
         self._autoreset = terminated | truncated
         return self._output_obs(), rewards, terminated, truncated, self._vector_infos(range(M))
-
-    def _market_actions(self, actions, stepping: np.ndarray) -> np.ndarray:
-        """Validated, clipped market actions (M, A) float64 of the egos of stepping markets."""
-        M = self.num_envs
-        shape = (M, *self.single_action_space.shape)
-        try:
-            a = np.asarray(actions, dtype=np.float64)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise ValueError(f"actions must be a numeric array of shape {shape}") from exc
-        if a.shape != shape:
-            raise ValueError(f"actions must have shape {shape}, got {a.shape}")
-        layout = self.market_spec.actions
-        out = np.tile(layout.build().astype(np.float64), (M, 1))
-        rows = np.flatnonzero(stepping)
-        if not len(rows):
-            return out
-        if self.knobs is not None:
-            if not np.isfinite(a[rows]).all():
-                raise ValueError("actions contain NaN or inf; all entries must be finite")
-            knobs = np.clip(a[rows], -1.0, 1.0)  # StrategyKnobs.validate, row by row
-            obs = {key: v[rows] for key, v in self._dict_obs.items()}
-            rngs = [self._knob_rngs[i] for i in rows.tolist()]
-            a_rows = knob_actions([self.knobs] * len(rows), knobs, obs, rngs)
-        else:
-            a_rows = a[rows]
-        names = (f"actions[{i}]" for i in rows.tolist())
-        out[rows] = layout.validate_many(list(a_rows), names)
-        return out
 
     # ----------------------------------------------------------------- outputs
     def _record(self, phase: _Phase, rows: np.ndarray) -> None:

@@ -8,7 +8,9 @@ m with its own seed s follows exactly the trajectory of a lone market reset with
 The uniforms of every arrival (``block``) are drawn ``BLOCK`` steps at a time: each market
 fills its block with one call, so a step makes no per-market call. A block is a fixed number
 of steps whatever M, so market m still draws the same numbers in the same order alone or
-batched; other draws of the step (probes, components) come between blocks.
+batched; other draws of the step (probes, components) come between blocks. ``adopt(m, r)``
+gives market m generator ``r`` mid-episode: its next step starts a fresh block from ``r``
+(the other markets keep theirs), as in a lone market just reset on ``r``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class MarketGenerators:
         self.per_market: list[np.random.Generator] | None = None
         self.seeded = False
         self._block: np.ndarray | None = None  # (M, BLOCK, *shape) arrival uniforms
-        self._used = BLOCK
+        self._used = np.full(n_markets, BLOCK)  # steps of its block each market has used
 
     def reset(self, seed: int | None = None, seeds: Sequence[int] | None = None) -> None:
         """A ``seed`` restarts the shared generator; ``None`` keeps the current one (Gymnasium's
@@ -50,24 +52,46 @@ class MarketGenerators:
             self.per_market = None
             self.shared = np.random.default_rng(seed)
         self.seeded = True
-        self._block, self._used = None, BLOCK
+        self._block = None
+        self._used[:] = BLOCK
+
+    def adopt(self, m: int, generator: np.random.Generator) -> None:
+        """Market ``m`` draws from ``generator`` from now on, exactly as a lone market just
+        reset on it: its next :meth:`block` is a fresh one (the other markets keep theirs).
+        Markets that shared one generator keep sharing it, each drawing its own blocks."""
+        if self.per_market is None:
+            self.per_market = [self.shared] * self.n_markets
+        self.per_market[m] = generator
+        self.shared = self.per_market[0]
+        self.seeded = True
+        self._used[m] = BLOCK
 
     def block(self, shape: tuple[int, ...]) -> np.ndarray:
         """The next step's uniforms (M, *shape) from the blocks of ``BLOCK`` steps: market
         m's block is ``BLOCK`` consecutive draws of ``shape`` from its generator (from the
         shared one, steps outermost, when markets share it)."""
-        buf = self._block
-        if self._used == BLOCK or buf is None or buf.shape[2:] != shape:
-            M = self.n_markets
+        buf, used = self._block, self._used
+        if buf is None or buf.shape[2:] != shape:
+            used[:] = BLOCK
+        due = used == BLOCK
+        M = self.n_markets
+        if due.all():
             if self.per_market is None:
                 buf = self.shared.random((BLOCK, M, *shape)).swapaxes(0, 1)
             else:
                 buf = np.empty((M, BLOCK, *shape))
                 for m, r in enumerate(self.per_market):
                     r.random(out=buf[m])
-            self._block, self._used = buf, 0
-        self._used += 1
-        return buf[:, self._used - 1]
+            self._block = buf
+            used[:] = 0
+        elif due.any():  # markets adopted mid-block: a fresh block each (own generators)
+            for m in np.flatnonzero(due).tolist():
+                buf[m] = self.per_market[m].random((BLOCK, *shape))
+            used[due] = 0
+        u = int(used[0])
+        out = buf[:, u] if (used == u).all() else buf[np.arange(M), used]
+        used += 1
+        return out
 
     def market(self, m: int) -> np.random.Generator:
         """Market ``m``'s generator."""
