@@ -208,7 +208,8 @@ class Arrival:
         """``where(mask, best, fill)``, finding the best learner of the ``mask`` users only
         (the others keep ``fill``: a rule that picks by loss with probability p compares the
         learners for a fraction p of the users)."""
-        if self.active is not None or "best" in self.__dict__:
+        # below a couple of thousand users selecting them costs more than comparing them all
+        if self.active is not None or "best" in self.__dict__ or mask.size < 2048:
             return np.where(mask, self.best, fill)
         M, B, n, o = self.z.shape
         rows = np.flatnonzero(mask)

@@ -32,7 +32,10 @@ class MarketGenerators:
         self.per_market: list[np.random.Generator] | None = None
         self.seeded = False
         self._block: np.ndarray | None = None  # (M, BLOCK, *shape) arrival uniforms
-        self._used = np.full(n_markets, BLOCK)  # steps of its block each market has used
+        # steps of its block each market has used: one count while the markets are in step
+        # (``_aligned``), an array once a market was adopted mid-block (``_aligned`` None)
+        self._aligned: int | None = BLOCK
+        self._used = np.full(n_markets, BLOCK)
 
     def reset(self, seed: int | None = None, seeds: Sequence[int] | None = None) -> None:
         """A ``seed`` restarts the shared generator; ``None`` keeps the current one (Gymnasium's
@@ -52,8 +55,7 @@ class MarketGenerators:
             self.per_market = None
             self.shared = np.random.default_rng(seed)
         self.seeded = True
-        self._block = None
-        self._used[:] = BLOCK
+        self._block, self._aligned = None, BLOCK
 
     def adopt(self, m: int, generator: np.random.Generator) -> None:
         """Market ``m`` draws from ``generator`` from now on, exactly as a lone market just
@@ -64,33 +66,38 @@ class MarketGenerators:
         self.per_market[m] = generator
         self.shared = self.per_market[0]
         self.seeded = True
+        if self._aligned is not None:
+            self._used[:] = self._aligned
+            self._aligned = None
         self._used[m] = BLOCK
 
     def block(self, shape: tuple[int, ...]) -> np.ndarray:
         """The next step's uniforms (M, *shape) from the blocks of ``BLOCK`` steps: market
         m's block is ``BLOCK`` consecutive draws of ``shape`` from its generator (from the
         shared one, steps outermost, when markets share it)."""
-        buf, used = self._block, self._used
+        buf, M = self._block, self.n_markets
         if buf is None or buf.shape[2:] != shape:
-            used[:] = BLOCK
-        due = used == BLOCK
-        M = self.n_markets
-        if due.all():
+            self._aligned = BLOCK
+        if self._aligned == BLOCK:  # every market starts a new block
             if self.per_market is None:
                 buf = self.shared.random((BLOCK, M, *shape)).swapaxes(0, 1)
             else:
                 buf = np.empty((M, BLOCK, *shape))
                 for m, r in enumerate(self.per_market):
                     r.random(out=buf[m])
-            self._block = buf
-            used[:] = 0
-        elif due.any():  # markets adopted mid-block: a fresh block each (own generators)
-            for m in np.flatnonzero(due).tolist():
-                buf[m] = self.per_market[m].random((BLOCK, *shape))
-            used[due] = 0
-        u = int(used[0])
-        out = buf[:, u] if (used == u).all() else buf[np.arange(M), used]
+            self._block, self._aligned = buf, 0
+        u = self._aligned
+        if u is not None:
+            self._aligned = u + 1
+            return buf[:, u]
+        used = self._used  # markets out of step: those at the end of theirs draw a new block
+        for m in np.flatnonzero(used == BLOCK).tolist():
+            buf[m] = self.per_market[m].random((BLOCK, *shape))
+            used[m] = 0
+        out = buf[np.arange(M), used]
         used += 1
+        if (used == used[0]).all():  # in step again
+            self._aligned = int(used[0])
         return out
 
     def market(self, m: int) -> np.random.Generator:

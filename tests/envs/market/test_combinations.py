@@ -152,3 +152,18 @@ def test_batched_equals_single(kwargs):
         assert together[m].snapshots == alone.snapshots
         assert together[m].events == alone.events
     assert _canonical(together[0].rows) != _canonical(together[1].rows)
+
+
+@pytest.mark.parametrize("rule", ["preference_or_loss", "loss_or_uniform", "user_types"])
+def test_many_markets_equal_each_alone(rule):
+    """64 markets of 40 users: enough users that the loss-choosing rules compare learners for
+    the users who choose by loss only (``Arrival.best_where``); each market still gives
+    exactly what it gives alone, where all users are compared."""
+    cfg = MarketConfig.from_kwargs(**{**BASE, **RULES[rule], "max_steps": 60, "eval_every": 20})
+    spec = MarketCore(cfg).spec
+    seeds = list(range(100, 164))
+    together = run_markets(cfg, [_policies(spec, False) for _ in seeds], seeds, snapshot_every=30)
+    for m in (0, 17, 63):
+        alone = run_markets(cfg, [_policies(spec, False)], [seeds[m]], snapshot_every=30)[0]
+        assert _canonical(together[m].rows) == _canonical(alone.rows)
+        assert together[m].snapshots == alone.snapshots
