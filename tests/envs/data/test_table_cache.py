@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from choicemarket.envs.data import acs, array_cache
+from tests.envs import cache_files
 
 
 @pytest.fixture
@@ -63,24 +64,12 @@ def test_warm_read_equals_uncached_read(cache, tmp_path):
     _same(acs.read_table_cached(path), acs.read_table_file(path))
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "flip", "other_key"])
+@pytest.mark.parametrize("damage", cache_files.DAMAGES)
 def test_broken_file_is_reparsed_with_a_warning(cache, tmp_path, damage):
     src = _csv(tmp_path)
     cold = acs.read_table_cached(src)
     (path,) = cache.glob("*.npz")
-    raw = path.read_bytes()
-    if damage == "truncate":
-        path.write_bytes(raw[: len(raw) // 2])
-    elif damage == "garbage":
-        path.write_bytes(b"not a cache file")
-    elif damage == "flip":  # valid file, arrays that do not match their digest
-        arrays = dict(np.load(path))
-        arrays["AGEP"] = arrays["AGEP"] + 1.0
-        np.savez(path.with_suffix(""), **arrays)
-    else:  # a valid file of another setting under this name
-        arrays = dict(np.load(path))
-        arrays["key"] = np.array("0" * 40)
-        np.savez(path.with_suffix(""), **arrays)
+    cache_files.damage(path, damage, "AGEP")
     with pytest.warns(RuntimeWarning, match=f"table cache file .*{path.name}.* rebuilding"):
         rebuilt = acs.read_table_cached(src)
     _same(rebuilt, cold)

@@ -10,6 +10,7 @@ import pytest
 from choicemarket.envs.market import population as P
 from choicemarket.envs.market import population_cache as C
 from choicemarket.envs.market.config import MarketConfig
+from tests.envs import cache_files
 
 FIELDS = ("X_train", "T_train", "pref", "X_test", "T_test", "y_test")
 ARRAYS = ("pref", "baseline_theta", "partition_theta")
@@ -101,24 +102,12 @@ def test_key_depends_on_data_and_code(monkeypatch):
     assert C.population_key(fields, "a") != key
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "flip", "other_key"])
+@pytest.mark.parametrize("damage", cache_files.DAMAGES)
 def test_broken_file_is_rebuilt_with_a_warning(cache, damage):
     cfg = _config()
     cold = P.build_population(cfg, 2)
     (path,) = cache.glob("*.npz")
-    raw = path.read_bytes()
-    if damage == "truncate":
-        path.write_bytes(raw[: len(raw) // 2])
-    elif damage == "garbage":
-        path.write_bytes(b"not a cache file")
-    elif damage == "flip":  # valid file, arrays that do not match their digest
-        arrays = dict(np.load(path))
-        arrays["baseline_theta"] = arrays["baseline_theta"] + 1.0
-        np.savez(path.with_suffix(""), **arrays)
-    else:  # a valid file of another setting under this name
-        arrays = dict(np.load(path))
-        arrays["key"] = np.array("0" * 40)
-        np.savez(path.with_suffix(""), **arrays)
+    cache_files.damage(path, damage, "baseline_theta")
     P._HELD.clear()
     with pytest.warns(RuntimeWarning, match="population cache file .* rebuilding"):
         rebuilt = P.build_population(cfg, 2)
