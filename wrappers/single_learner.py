@@ -20,7 +20,6 @@ for the e-th unseeded episode after the last seeded reset.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,6 +33,7 @@ from choicemarket.envs.market.collective import COLLECTIVE
 from choicemarket.envs.market.spec import MarketSpec
 from choicemarket.envs.market_v0 import raw_env
 from choicemarket.envs.render import RENDER_FPS
+from choicemarket.envs.views import SpecInfoAlias
 
 from .batched import collective_actions, scripted_actions
 
@@ -42,7 +42,7 @@ __all__ = ["SingleLearner", "ego_and_opponents"]
 OpponentsArg = Mapping[Any, Any] | Callable[[MarketSpec, int], Any] | None
 
 
-class SingleLearner(gym.Env):
+class SingleLearner(SpecInfoAlias, gym.Env):
     """One learner of the market as a Gymnasium environment, the others scripted.
 
     Args:
@@ -87,12 +87,6 @@ class SingleLearner(gym.Env):
         self._episodes = EpisodeSeeds()
         self._finished = True
         self._observations: dict = {}
-
-    @property
-    def spec_info(self):
-        """Deprecated name of :attr:`market_spec` (too close to Gymnasium's ``env.spec``)."""
-        warnings.warn("spec_info is deprecated; use market_spec", DeprecationWarning, stacklevel=2)
-        return self.market_spec
 
     # ----------------------------------------------------------------- seeding
     def policy_seed(self, k: int) -> int:

@@ -13,6 +13,7 @@ from choicemarket.baselines import MSGD, MSGDP
 from choicemarket.envs.market.config import MarketConfig
 from choicemarket.envs.market_v0 import env as aec_env
 from choicemarket.envs.market_v0 import parallel_env
+from choicemarket.wrappers import SingleLearner
 
 FAST = dict(dataset="gaussian-groups", n_learners=3, preferences="category", max_steps=10)
 TINY_SLOPES = dict(dataset="two-slopes", n_learners=2, dataset_options={"n_users": 40})
@@ -357,6 +358,9 @@ def test_market_spec_has_a_clear_name():
     assert env.market_spec.n_learners == 2
     with pytest.warns(DeprecationWarning, match="market_spec"):
         assert env.spec_info is env.market_spec
+    single = SingleLearner(dataset="two-slopes", n_learners=2, preferences="category")
+    with pytest.warns(DeprecationWarning, match="market_spec"):
+        assert single.spec_info is single.market_spec
 
 
 # ------------------------------------------------------------------ hardening
