@@ -13,6 +13,7 @@ from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test
 
 import choicemarket
 from choicemarket.baselines import MSGD, MSGDP, act_all
+from choicemarket.envs.market.observation import OBSERVATION_KEYS
 from choicemarket.envs.market_v0 import env as aec_env
 from choicemarket.envs.market_v0 import parallel_env
 
@@ -25,18 +26,6 @@ CONFIGS = {
     "gaussian-groups": dict(SMALL, dataset="gaussian-groups", n_learners=3, preferences="category"),
 }
 NAMES = list(CONFIGS)
-OBS_KEYS = (
-    "params",
-    "covariates",
-    "targets",
-    "mask",
-    "probe_covariates",
-    "probe_targets",
-    "probe_mask",
-    "share",
-    "local_loss",
-    "step",
-)
 
 
 def make(name: str, **overrides):
@@ -56,8 +45,8 @@ def assert_obs_in_space(env, obs: dict) -> None:
     assert set(obs) == set(env.possible_agents)
     for a, o in obs.items():
         space = env.observation_space(a)
-        assert set(o) == set(OBS_KEYS)
-        bad = [k for k in OBS_KEYS if not space[k].contains(o[k])]
+        assert set(o) == set(OBSERVATION_KEYS)
+        bad = [k for k in OBSERVATION_KEYS if not space[k].contains(o[k])]
         assert not bad, f"{a}: {bad} outside their spaces"
         assert space.contains(o)
 

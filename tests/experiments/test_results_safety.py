@@ -25,20 +25,9 @@ from choicemarket.experiments.sweep import (
     results_dir,
     run_sweep,
 )
+from tests.experiments import test_sweep as sweep_tests
 
-TINY = {
-    "name": "tiny",
-    "market": dict(
-        dataset="two-slopes",
-        n_learners=2,
-        preferences="category",
-        l2=0.0,
-        max_steps=60,
-        eval_every=20,
-    ),
-    "policy": {"probers": [0], "eta": 0.05},
-    "sweep": {"seeds": 2, "p": [0.0, 1.0]},
-}
+TINY = {**sweep_tests.TINY, "sweep": {"seeds": 2, "p": [0.0, 1.0]}}
 
 
 def _config(folder: Path, config: dict | str, name: str = "tiny.yaml") -> Path:

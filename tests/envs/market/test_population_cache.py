@@ -9,21 +9,10 @@ import pytest
 
 from choicemarket.envs.market import population as P
 from choicemarket.envs.market import population_cache as C
-from choicemarket.envs.market.config import MarketConfig
 from tests.envs import cache_files
+from tests.envs.market.test_population_memory import FIELDS, _config
 
-FIELDS = ("X_train", "T_train", "pref", "X_test", "T_test", "y_test")
 ARRAYS = ("pref", "baseline_theta", "partition_theta")
-
-
-def _config(**kw) -> MarketConfig:
-    base = dict(
-        dataset="gaussian-groups",
-        dataset_options={"n_groups": 3, "n_users": 600, "n_features": 4, "seed": 11},
-        n_learners=3,
-        init="partition_erm",
-    )
-    return MarketConfig(**{**base, **kw})
 
 
 @pytest.fixture
