@@ -25,10 +25,12 @@ from pathlib import Path
 import numpy as np
 from yardstick import REFLOOP  # beside this script
 
+from choicemarket.experiments.sweep import THREAD_VARIABLES
+
 HERE = Path(__file__).resolve().parent  # the child imports yardstick from here
 
 CHILD = r"""
-import json, sys, time, resource
+import json, sys, time
 t0, c0 = time.perf_counter(), time.process_time()
 from choicemarket.envs.market.config import MarketConfig
 from choicemarket.envs.market.core import population_for
@@ -45,15 +47,12 @@ print(json.dumps({"wall": wall, "cpu": cpu, "ref": ref, "sklearn": "sklearn" in 
 """
 
 
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
 def build(cache: str, refloop: Path | None, threads: int = 1) -> dict:
     """One fresh-process build with ``CHOICEMARKET_CACHE_DIR=cache`` (and the reference loop
     timed after it when ``refloop`` is there)."""
     env = {**os.environ, "CHOICEMARKET_CACHE_DIR": cache}
     if threads:
-        env.update({name: str(threads) for name in THREAD_VARS})
+        env.update({name: str(threads) for name in THREAD_VARIABLES})
     arg = str(refloop) if refloop is not None and refloop.exists() else ""
     out = subprocess.run(
         [sys.executable, "-c", CHILD, arg, str(HERE)],

@@ -17,7 +17,8 @@ to a temporary folder: once with an empty population cache (cold), then ``--repe
 with the cache that run filled (warm). It times the reference-style loop
 ``../shared/bench/refloop.py`` (one BLAS thread, as the sweep's workers) in the same process,
 before and after, and prints each run's elapsed time as a ratio to the reference loop's
-elapsed time for the same number of steps (runs x steps: 360,000 for ``expt2-census``).
+elapsed time for the same number of steps (runs x steps: 360,000 for ``expt2-census``), as a
+speed-up: "Nx the reference loop" is the reference loop's time divided by the run's.
 ``--ref-steps`` times the reference loop for fewer steps and scales its time to that number
 (its cost per step does not change along a run).
 
@@ -40,6 +41,7 @@ from pathlib import Path
 import numpy as np
 from yardstick import REFLOOP, note_if_missing, reference_seconds  # beside this script
 
+from choicemarket.envs.data.array_cache import ENV_VAR
 from choicemarket.experiments.experiment import load_experiment
 from choicemarket.experiments.sweep import run_sweep
 
@@ -71,7 +73,7 @@ def end_to_end(args: argparse.Namespace, total_steps: int) -> None:
     before = reference()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "CHOICEMARKET_CACHE_DIR": str(Path(tmp) / "cache")}
+        env = {**os.environ, ENV_VAR: str(Path(tmp) / "cache")}
         command = [sys.executable, "-m", "choicemarket", "run", args.config]
         command += ["--workers", str(args.workers), "--no-progress"]
         if args.steps:
@@ -121,6 +123,8 @@ def main() -> None:
         return
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as out:
+            # an empty cache folder: every repeat builds its populations and parses its data
+            os.environ[ENV_VAR] = str(Path(out) / "cache")
             start, cpu = time.perf_counter(), _cpu_seconds()
             res = run_sweep(
                 exp, out, workers=args.workers, progress=False, max_batch=args.max_batch

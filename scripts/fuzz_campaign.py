@@ -92,9 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     def total(phase: str) -> int:
         return sum(v for k, v in counts.items() if k[1] == phase)
 
-    def run(pool, tasks) -> None:
+    def run(pool, tasks, top_up: bool = False) -> None:
         for done, results in enumerate(pool.imap_unordered(run_chunk, tasks), 1):
             for family, phase, outcome, detail in results:
+                if top_up and phase == "config":  # valid bases of extra streams: not counted
+                    continue
                 counts[family, phase, outcome] += 1
                 if detail and len(examples[family, phase, outcome]) < args.examples:
                     examples[family, phase, outcome].append(detail)
@@ -109,14 +111,16 @@ def main(argv: list[str] | None = None) -> int:
         run(pool, tasks)
         start = args.configs
         while total("stream") < args.streams:  # top up with streams on valid bases
-            missing = args.streams - total("stream")
+            missing, before = args.streams - total("stream"), total("stream")
             n = max(1, -(-missing // 4))
             tasks = [
                 (args.seed, s, min(CHUNK, start + n - s), 4000, True)
                 for s in range(start, start + n, CHUNK)
             ]
-            run(pool, tasks)
+            run(pool, tasks, top_up=True)
             start += n
+            if total("stream") == before:  # no base built: more rounds would add none
+                break
     _report(counts, examples)
     print(
         f"\n{total('config')} configurations, {total('stream')} action streams, "

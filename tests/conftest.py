@@ -7,6 +7,8 @@ import tempfile
 import pytest
 from hypothesis import HealthCheck, settings
 
+from choicemarket.envs.data.array_cache import ENV_VAR
+
 # profiles of the fuzz suite only (other property tests keep hypothesis' defaults):
 # "fuzz-ci", the default, bounded for every run of the suite; "fuzz-long", a deeper search
 FUZZ_PROFILES = {"ci": "fuzz-ci", "long": "fuzz-long"}
@@ -35,15 +37,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-_POPULATION_CACHE = "CHOICEMARKET_CACHE_DIR"
-
-
 def pytest_configure(config: pytest.Config) -> None:
     # the population cache of this run lives in a folder of its own, never the user's cache;
     # set before any test imports the market, and inherited by the processes tests spawn
-    if _POPULATION_CACHE not in os.environ:
+    if ENV_VAR not in os.environ:
         folder = tempfile.mkdtemp(prefix="choicemarket-test-cache-")
-        os.environ[_POPULATION_CACHE] = folder
+        os.environ[ENV_VAR] = folder
         config._choicemarket_cache = folder
     name = config.getoption("--fuzz-profile") or os.environ.get("HYPOTHESIS_PROFILE") or "ci"
     if name not in FUZZ_PROFILES:
@@ -56,7 +55,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     folder = getattr(config, "_choicemarket_cache", None)
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
-        os.environ.pop(_POPULATION_CACHE, None)
+        os.environ.pop(ENV_VAR, None)
 
 
 @pytest.fixture

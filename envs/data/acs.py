@@ -66,7 +66,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datafile
+from . import array_cache, datafile
 from .array_cache import ArrayCache
 from .datafile import read_csv_columns
 from .preprocess import check_bool, design_matrix
@@ -140,7 +140,6 @@ _DATA_PACKAGE = "choicemarket.envs.data"
 _READER: dict = {"null": "N", "strings": ("PUMA",), "max_abs": MAX_ABS_VALUE}
 TABLE_FORMAT = 1  # bump when the cached table's layout changes
 _TABLES = ArrayCache("tables", "table", compress=False)
-_code_version: str | None = None
 
 
 def data_file_name(region: str, year: int) -> str:
@@ -190,13 +189,7 @@ def table_key(path: str | os.PathLike) -> str:
 
 def _table_code_version() -> str:
     """numpy's version and a hash of the parsing code (this module and ``datafile.py``)."""
-    global _code_version
-    if _code_version is None:
-        h = hashlib.blake2b(digest_size=16)
-        for module in (datafile.__file__, __file__):
-            h.update(Path(module).read_bytes())
-        _code_version = f"{np.__version__}/{h.hexdigest()}"
-    return _code_version
+    return array_cache.code_version((datafile.__file__, __file__), ("numpy",))
 
 
 def read_table_file(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -16,6 +16,7 @@ it (``tables``, ...), except that a ``flat`` kind (``populations``) lies in the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -23,6 +24,7 @@ import sys
 import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +59,24 @@ def cache_dir(kind: str, *, flat: bool = False) -> Path | None:
         base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
         root = Path(base) / "choicemarket"
     return root / kind
+
+
+@functools.cache
+def code_version(
+    files: tuple[str, ...], dists: tuple[str, ...], extra: tuple[str, ...] = ()
+) -> str:
+    """``extra``, the installed versions of ``dists`` and blake2b-128 of the source ``files``,
+    joined by ``/``: the part of a cache key that changes with the code computing the arrays."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in files:
+        h.update(Path(name).read_bytes())
+    versions = list(extra)
+    for dist in dists:
+        try:
+            versions.append(metadata.version(dist))
+        except metadata.PackageNotFoundError:  # pragma: no cover - a vendored install
+            versions.append("?")
+    return f"{'/'.join(versions)}/{h.hexdigest()}"
 
 
 def arrays_digest(arrays: Mapping[str, np.ndarray], names: Sequence[str]) -> str:

@@ -117,8 +117,11 @@ def read_ratings(path: str) -> np.ndarray:
 
 def _sniff(p: Path) -> tuple[str, int]:
     """``(separator, header lines)`` from the first line of ``p`` (at most ``SNIFF_BYTES``)."""
-    with open(p, "rb") as f:
-        first = f.readline(SNIFF_BYTES).strip()
+    try:
+        with open(p, "rb") as f:
+            first = f.readline(SNIFF_BYTES).strip()
+    except OSError as exc:  # the one-line error of the readers (datafile.read_lines)
+        raise DataFileError(f"{p}: cannot be read ({exc.strerror or exc})") from None
     if b"::" in first:
         return "::", 0
     if tuple(c.strip() for c in first.split(b",")) == tuple(h.encode() for h in CSV_HEADER):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,6 @@ FORMAT = 1
 ARRAYS = ("pref", "baseline_theta", "partition_theta")
 # the modules whose code computes the cached arrays: any change to them changes the key
 _CODE = ("population.py", "population_cache.py", "losses.py")
-_code_version: str | None = None
 # with $CHOICEMARKET_CACHE_DIR set, population files lie in that folder itself (flat)
 _CACHE = array_cache.ArrayCache("populations", "population", flat=True)
 
@@ -70,24 +68,13 @@ def dataset_digest(data: Dataset) -> str:
 
 
 def code_version() -> str:
-    """The package version, the code computing the arrays and the numeric libraries'
-    versions (k-means results depend on scikit-learn's)."""
-    global _code_version
-    if _code_version is None:
-        from choicemarket import __version__
+    """The package version, the numeric libraries' versions (k-means results depend on
+    scikit-learn's) and a hash of the code computing the arrays."""
+    from choicemarket import __version__
 
-        h = hashlib.blake2b(digest_size=16)
-        here = Path(__file__).parent
-        for name in _CODE:
-            h.update((here / name).read_bytes())
-        versions = [__version__]
-        for dist in ("numpy", "scipy", "scikit-learn"):
-            try:
-                versions.append(metadata.version(dist))
-            except metadata.PackageNotFoundError:  # pragma: no cover - a vendored install
-                versions.append("?")
-        _code_version = f"{'/'.join(versions)}/{h.hexdigest()}"
-    return _code_version
+    here = Path(__file__).parent
+    files = tuple(str(here / name) for name in _CODE)
+    return array_cache.code_version(files, ("numpy", "scipy", "scikit-learn"), (__version__,))
 
 
 def population_key(fields: dict[str, Any], data_digest: str) -> str:

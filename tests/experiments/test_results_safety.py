@@ -238,7 +238,8 @@ def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
         assert not _run_files(tmp_path / "res")
     after = _cli("run", str(config), "--out", "res", "--no-progress", cwd=tmp_path)
     out, err = after.communicate(timeout=120)
-    assert after.returncode == 0, err and "4 runs computed" in out
+    assert after.returncode == 0, err
+    assert "4 runs computed" in out, out
 
 
 def _children(pid: int) -> set[int]:

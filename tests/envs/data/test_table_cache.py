@@ -117,7 +117,7 @@ def test_key_follows_file_reader_and_code(cache, tmp_path, monkeypatch):
     for name, value in [
         ("_COLUMNS", acs._COLUMNS[:-1]),
         ("TABLE_FORMAT", acs.TABLE_FORMAT + 1),
-        ("_code_version", "another"),
+        ("_table_code_version", lambda: "another"),
     ]:
         with monkeypatch.context() as m:
             m.setattr(acs, name, value)

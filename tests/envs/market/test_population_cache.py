@@ -87,7 +87,7 @@ def test_key_depends_on_data_and_code(monkeypatch):
     fields = {"seed": 0}
     key = C.population_key(fields, "a")
     assert C.population_key(fields, "b") != key
-    monkeypatch.setattr(C, "_code_version", "another")
+    monkeypatch.setattr(C, "code_version", lambda: "another")
     assert C.population_key(fields, "a") != key
 
 
