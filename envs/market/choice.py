@@ -200,8 +200,8 @@ class Arrival:
 
     @functools.cached_property
     def best(self) -> np.ndarray:
-        if self.active is not None:
-            return self.L_active.argmin(1)
+        if self.active is not None or ("L" in self.__dict__ and not self._hard):
+            return self.L_active.argmin(1)  # (the losses at hand: not computed again)
         return self._family.best(self.z, self.T, self._hard)
 
     def best_where(self, mask: np.ndarray, fill: np.ndarray) -> np.ndarray:
@@ -251,9 +251,9 @@ class LossOrUniform(ChoiceRule):
     def choose(self, core: MarketCore, a: Arrival) -> np.ndarray:
         M, B = a.u.shape
         if a.active is None:
-            uniform = core.gens.integers(a.L.shape[1], (B,))
+            uniform = core.gens.integers(a.z.shape[2], (B,))
         else:
-            uniform = random_learner(core.gens.random((B,)), a.L.shape[1], a.active)
+            uniform = random_learner(core.gens.random((B,)), a.z.shape[2], a.active)
         return a.best_where(a.u >= self.zeta, uniform)
 
 
@@ -319,7 +319,7 @@ class UserTypes(ChoiceRule):
         choice = np.where(kind == LOYAL, a.pref, choice)
         choice = np.where((kind == QUALITY) | (kind == COLLECTIVE), a.best, choice)
         # u is otherwise unused for a random-type user: it picks its uniform learner
-        rand = random_learner(a.u, a.L.shape[1], a.active)
+        rand = random_learner(a.u, a.z.shape[2], a.active)
         return np.where(kind == RANDOM, rand, choice)
 
 

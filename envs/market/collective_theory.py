@@ -73,8 +73,7 @@ class PlantingBound:
     @property
     def vacuous_below(self) -> float:
         """Largest alpha at which the bound guarantees nothing."""
-        dx = self.delta * self.xi
-        return dx / (1.0 + dx)
+        return planting_bound_mass(0.0, self.xi, self.delta)
 
 
 def conditional_probabilities(

@@ -9,7 +9,6 @@ entry_exit={"max_learners": 6, "exit_share": 0.05})``.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from ..checks import (
     check_data_scale,
     check_memory,
     int_at_least,
+    is_integer,
     is_sequence,
     nonneg,
     one_of,
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 PREFERENCE_RULES = ("kmeans", "market_leader", "majority_good", "category")
 INITS = ("partition_erm", "published", "random", "zeros")
+RANDOM_INITS = ("random", "published")  # the starts that draw parameters at random
 REWARDS = ("local", "global", "share")
 PROBE_LABELS = ("hard", "soft")
 MAX_BATCH = 10**6  # users_per_step and probe_size
@@ -209,7 +210,7 @@ def _check_population(cfg: MarketConfig) -> None:
         one_of(cfg, "preferences", PREFERENCE_RULES)
     elif is_sequence(cfg.preferences):
         values = list(cfg.preferences)
-        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+        if not all(is_integer(v) for v in values):
             raise ValueError(
                 "preferences given as labels must be integer learner indices "
                 f"in 0..{cfg.n_learners - 1}"

@@ -22,17 +22,16 @@ seed (M = 1 draws the same numbers either way), whatever the market's components
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from ..checks import MAX_PARAM, check_seed
+from ..checks import MAX_PARAM, check_seed, is_integer
 from . import entry_exit, outside
 from .actions import ActionLayout
 from .choice import Arrival, make_choice_rule
 from .collective import Collective
 from .component import Component
-from .config import MarketConfig, check_resources
+from .config import RANDOM_INITS, MarketConfig, check_resources
 from .entry_exit import EntryExit, slot_count
 from .generators import MarketGenerators
 from .losses import (
@@ -87,9 +86,7 @@ class MarketCore:
     ``advance`` adds the evaluation cadence and the rewards (``metrics.py``)."""
 
     def __init__(self, config: MarketConfig, n_markets: int = 1) -> None:
-        if isinstance(n_markets, bool) or not isinstance(n_markets, numbers.Integral):
-            raise ValueError(f"n_markets must be an integer >= 1, got {n_markets!r}")
-        if n_markets < 1:
+        if not is_integer(n_markets) or n_markets < 1:
             raise ValueError(f"n_markets must be an integer >= 1, got {n_markets!r}")
         self.config = config
         self.n_markets = n_markets = int(n_markets)
@@ -132,7 +129,7 @@ class MarketCore:
         self.loyalty: np.ndarray | None = None
         B = config.users_per_step
         self._market_offset = np.arange(n_markets)[:, None] * n
-        self._market_index, self._user_index = np.indices((n_markets, B))
+        self._user_index = np.arange(B)[None, :]
         self._flat_user = np.arange(n_markets * B).reshape(n_markets, B)  # m B + b
         self._hard = False  # 0/1 targets under the logistic loss: choice by margin
         self._learners = np.arange(slot_count(config))[:, None]
@@ -170,11 +167,11 @@ class MarketCore:
         M, n, o, d = self.n_markets, cfg.n_learners, spec.n_outputs, spec.n_features
         if cfg.init == "partition_erm":
             theta = np.broadcast_to(pop.partition_theta, (M, n, o, d)).copy()
-        elif cfg.init in ("random", "published") and gens.per_market is not None:
+        elif cfg.init in RANDOM_INITS and gens.per_market is not None:
             theta = cfg.init_scale * np.stack(
                 [r.standard_normal((n, o, d)) for r in gens.per_market]
             )
-        elif cfg.init in ("random", "published"):
+        elif cfg.init in RANDOM_INITS:
             theta = cfg.init_scale * gens.shared.standard_normal((M, n, o, d))
         else:
             theta = np.zeros((M, n, o, d))

@@ -42,6 +42,7 @@ import numpy as np
 
 from ..checks import MAX_LEARNERS, MAX_PARAM, int_at_least, is_integer, nonneg, one_of, unit
 from .component import Component
+from .config import RANDOM_INITS
 from .losses import logits
 
 if TYPE_CHECKING:
@@ -248,7 +249,7 @@ class EntryExit(Component):
             users = np.flatnonzero(pref == parent)
             moved = rng.choice(users, size=round(cfg.clone_share * len(users)), replace=False)
         else:
-            if cfg.init in ("random", "published"):
+            if cfg.init in RANDOM_INITS:
                 theta = cfg.init_scale * rng.standard_normal(s.theta.shape[2:])
             else:
                 theta = np.zeros(s.theta.shape[2:])

@@ -15,10 +15,11 @@ gives market m generator ``r`` mid-episode: its next step starts a fresh block f
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+
+from ..checks import is_integer
 
 BLOCK = 16  # steps of arrival uniforms drawn at once (the same for every M)
 
@@ -42,10 +43,7 @@ class MarketGenerators:
         convention); ``seeds`` (one integer >= 0 per market) gives each market its own."""
         if seeds is not None:
             seeds = list(seeds)
-            if len(seeds) != self.n_markets or not all(
-                isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0
-                for v in seeds
-            ):
+            if len(seeds) != self.n_markets or not all(is_integer(v) and v >= 0 for v in seeds):
                 raise ValueError(
                     f"seeds must be {self.n_markets} integers >= 0 (one per market), got {seeds!r}"
                 )

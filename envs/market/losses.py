@@ -95,7 +95,8 @@ class LossFamily:
         """The lowest-loss learner of each user (ties: lowest index): logits (..., n, o) and
         targets (..., t) -> (...). For the logistic loss with 0/1 targets (``hard``) from the
         margin ``(2q - 1) z`` (``l = softplus(-margin)`` is strictly decreasing in it), so no
-        transcendental per learner; otherwise from the losses."""
+        transcendental per learner, and where two computed losses round to the same value
+        (margins above about 37) the larger margin wins; otherwise from the losses."""
         if self.name == "logistic" and hard:
             return (z[..., 0] * (2.0 * T[..., None, 0] - 1.0)).argmax(-1)
         return self.loss(z, T[..., None, :]).argmin(-1)

@@ -220,8 +220,9 @@ def stacked_observation(
         pX, pT, pmask = cache["arrays"]
     else:
         copy = cache is not None  # cached: copies, as the state's arrays change in place
-        pX = np.array(pick(s.probe_X), dtype, copy=copy or None)
-        pT = np.array(pick(s.probe_T), dtype, copy=copy or None)
+        as_array = np.array if copy else np.asarray  # (numpy 1.x has no copy=None)
+        pX = as_array(pick(s.probe_X), dtype)
+        pT = as_array(pick(s.probe_T), dtype)
         pmask = np.repeat(pick(s.probe_valid).astype(dtype)[:, None], pX.shape[1], 1)
         if cache is not None:  # probe responses change rarely: reuse read-only copies
             for a in (pX, pT, pmask):

@@ -35,6 +35,7 @@ class MarketState:
     eval_step: int  # step of the last evaluation
     probe_version: int = 0  # bumped whenever a probe response is written
     served_logits: np.ndarray | None = None  # (M, B, o) each user's logits at its learner
+    # (learner 0's for a user no learner served; user_gradients leaves those out)
 
     @property
     def share(self) -> np.ndarray:
