@@ -251,9 +251,9 @@ def msgd_update(
     learner's users (``X``, ``T``, ``mask``: (K, B, .)), or for a prober
     ``d_k = (g_k + p_k h_k) / (1 + p_k)`` with ``h_k`` the mean gradient on its probe batch.
     ``probes`` holds groups ``(rows (R,), covariates (R, b, d), targets (R, b, t), p (R,))``
-    of probers with equal batch sizes (or one prober: a slice of one row and a float p),
-    optionally with a fifth entry, weights (R, b): then the covariates are the held probe
-    sets and the weights count how often the probe batch drew each point (the same mean
+    of probers with equal batch sizes, optionally with a fifth entry, weights (R, N_held):
+    then the covariates (R, N_held, d) are the held probe sets and the weights count how
+    often the probe batch drew each point (the same mean
     gradient, without gathering the batch; when under half of a held set of over 256 points
     was drawn, over the drawn ones only). ``own`` (K, o, d), when given, is ``g`` itself
     (``X``, ``T``, ``mask`` are then unused: the batched core computes it from its segments).

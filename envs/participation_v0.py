@@ -71,7 +71,7 @@ from pettingzoo.utils.conversions import parallel_to_aec
 from .checks import numeric_array
 from .participation.config import ParticipationConfig
 from .participation.core import ParticipationCore
-from .participation.observation import ParticipationFeatures, ParticipationState
+from .participation.observation import ParticipationFeatures, ParticipationStateFeatures
 from .render import RENDER_FPS, Renderer, Rendering, Trace, draw
 from .views import CoreViews
 
@@ -122,7 +122,7 @@ class raw_env(Rendering, CoreViews, ParallelEnv):  # noqa: N801  (PettingZoo nam
         if self.config.observation == "flat":
             self.features = ParticipationFeatures(d, J, T)
             self._observation_space = self.features.space
-        self._state = ParticipationState(d, J, n, T)
+        self._state = ParticipationStateFeatures(d, J, n, T)
         self.state_space = self._state.space
 
     def observation_space(self, agent: str) -> spaces.Space:

@@ -39,7 +39,7 @@ from choicemarket.envs.market.metrics import (
     market_events,
 )
 from choicemarket.envs.market.spec import MarketSpec
-from choicemarket.wrappers.batched import observation_policy_actions
+from choicemarket.wrappers.batched import collective_actions, observation_policy_actions
 
 __all__ = [
     "COLLECTIVE_METRICS",
@@ -233,19 +233,7 @@ def run_markets(
         rows_other = np.flatnonzero(~is_msgd if acting is None else ~is_msgd & acting)
         if len(rows_other):  # policies that act on observations, market by market
             observation_policy_actions(core, flat, rows_other, caches, actions)
-        coll_actions = None
-        if coll is not None:
-            coll_actions = np.stack(
-                [
-                    coll.validate(
-                        collective_policies[m].act(
-                            _collective.observation(coll, s.counts, s.step, m)
-                        ),
-                        f"the collective's action in market {m}",
-                    )
-                    for m in range(M)
-                ]
-            )
+        coll_actions = collective_actions(core, collective_policies or ())
         a64 = actions.astype(np.float64)
         np.minimum(np.maximum(a64, low, out=a64), high, out=a64)
         reward, evaluated = core.advance(a64.reshape(M, n, -1), coll_actions)

@@ -47,9 +47,10 @@ def observation_policy_actions(
     """Set ``actions[rows]`` to the checked actions of the policies that act on their
     ``Dict`` observation (row ``m * n + k``: learner k of market m), market by market."""
     n, layout = core.spec.n_learners, core.spec.actions
-    for m in np.unique(rows // n).tolist():
+    markets = rows // n
+    for m in np.unique(markets).tolist():
         views = learner_observations(core, m, caches[m])
-        ks = [int(i) % n for i in rows if i // n == m]
+        ks = (rows[markets == m] % n).tolist()
         given = [policies[m * n + k].act(views[k]) for k in ks]
         names = (f"actions['learner_{k}'] of market {m}" for k in ks)
         actions[[m * n + k for k in ks]] = layout.validate_many(given, names)

@@ -45,7 +45,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from choicemarket.baselines.seeding import EpisodeSeeds
-from choicemarket.envs.checks import check_seed
+from choicemarket.envs.checks import check_seed, is_integer
 from choicemarket.envs.market.collective import COLLECTIVE
 from choicemarket.envs.market.core import MarketCore
 from choicemarket.envs.market.metrics import market_events, market_infos
@@ -167,7 +167,7 @@ class PlatformVectorEnv(gym.vector.VectorEnv):
             raise ValueError("options['reset_mask'] must be True for at least one environment")
         if options:
             raise ValueError(f"options may only hold 'reset_mask', got {sorted(options)}")
-        super().reset(seed=seed if isinstance(seed, int) else None)
+        super().reset(seed=int(seed) if is_integer(seed) else None)
         if self._dict_obs is None and not mask.all():
             raise ValueError("the first reset must reset every environment (no reset_mask)")
         self._restart(np.flatnonzero(mask), [seeds[m] for m in np.flatnonzero(mask)])

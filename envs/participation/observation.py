@@ -39,7 +39,7 @@ import numpy as np
 
 from ..layout import Block, Layout
 
-__all__ = ["ParticipationFeatures", "ParticipationState"]
+__all__ = ["ParticipationFeatures", "ParticipationStateFeatures"]
 
 CLIP, RISK_CLIP = 10.0, 100.0
 
@@ -71,7 +71,7 @@ class ParticipationFeatures:
         return self.layout.finish(v)
 
 
-class ParticipationState:
+class ParticipationStateFeatures:
     """The global state of market ``m`` of a :class:`ParticipationCore` (module table)."""
 
     def __init__(self, dim: int, n_groups: int, n_learners: int, max_steps: int) -> None:
